@@ -1,0 +1,1 @@
+"""gen_jax: the classic generative models in JAX/Flax."""
