@@ -1,0 +1,35 @@
+"""Pure jax.numpy loss functions (no Flax); each returns per-example values."""
+
+from gen_jax.losses.adversarial import (
+    GAN_LOSSES,
+    get_gan_loss,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+    least_squares_discriminator_loss,
+    least_squares_generator_loss,
+    maximum_likelihood_discriminator_loss,
+    maximum_likelihood_generator_loss,
+    minimax_discriminator_loss,
+    minimax_generator_loss,
+    non_saturating_discriminator_loss,
+    non_saturating_generator_loss,
+    wasserstein_discriminator_loss,
+    wasserstein_generator_loss,
+)
+
+__all__ = [
+    "GAN_LOSSES",
+    "get_gan_loss",
+    "hinge_discriminator_loss",
+    "hinge_generator_loss",
+    "least_squares_discriminator_loss",
+    "least_squares_generator_loss",
+    "maximum_likelihood_discriminator_loss",
+    "maximum_likelihood_generator_loss",
+    "minimax_discriminator_loss",
+    "minimax_generator_loss",
+    "non_saturating_discriminator_loss",
+    "non_saturating_generator_loss",
+    "wasserstein_discriminator_loss",
+    "wasserstein_generator_loss",
+]
