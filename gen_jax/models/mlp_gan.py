@@ -39,18 +39,22 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
     """Maps samples [B, D] to one logit per sample [B, 1] through ReLU hidden layers.
 
-    With `pack > 1` it is the PacGAN discriminator (Lin et al. 2018): the caller groups
-    `pack` samples per row, [B // pack, pack * D], and the network judges them jointly.
+    With `pack > 1` it is the PacGAN discriminator (Lin et al. 2018, arXiv:1712.04086): it
+    judges `pack` consecutive samples jointly, as one row [B // pack, pack * D], and returns
+    [B // pack, 1] logits. Samples in a pack share a label, so packing changes nothing else.
     """
 
     hidden: Sequence[int] = (200, 200)
+    pack: int = 1
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
         del train
-        x = x.reshape(x.shape[0], -1)
+        if x.shape[0] % self.pack:
+            raise ValueError(f"batch of {x.shape[0]} samples is not divisible by pack={self.pack}")
+        x = x.reshape(x.shape[0] // self.pack, -1)
         for width in self.hidden:
             x = nn.relu(nn.Dense(width, dtype=self.dtype, param_dtype=self.param_dtype)(x))
         return nn.Dense(1, dtype=self.dtype, param_dtype=self.param_dtype)(x)
