@@ -83,10 +83,14 @@ def _schedule(cfg: Config, lr: float) -> optax.Schedule:
     raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {cfg.lr_schedule!r}")
 
 
+# Compiled once per state structure (not per call, as jax.jit(state.generate) would be).
+_generate = jax.jit(lambda state, z: state.generate(z))
+
+
 def generate(state, cfg: Config, num: int) -> np.ndarray:
     """`num` samples from the (EMA) generator with a fixed evaluation key."""
     z = normal_latent(cfg.latent_dim)(jax.random.PRNGKey(10_000 + cfg.seed), num)
-    return np.asarray(jax.jit(state.generate)(z))
+    return np.asarray(_generate(state, z))
 
 
 def run(cfg: Config, workdir: str) -> dict:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 
@@ -78,8 +77,11 @@ def main(argv=None) -> dict:
             run_cfg = dataclasses.replace(cfg, mixture=mixture, seed=seed)
             rows.append(gan_mixture.run(run_cfg, os.path.join(workdir, f"{mixture}_seed{seed}")))
             r = rows[-1]
-            print(f"{mixture} seed {seed}: {r['modes']}/{r['num_modes']} modes, "
-                  f"{100 * r['high_quality']:.1f}% high quality", flush=True)
+            print(
+                f"{mixture} seed {seed}: {r['modes']}/{r['num_modes']} modes, "
+                f"{100 * r['high_quality']:.1f}% high quality",
+                flush=True,
+            )
     summary = summarize(rows)
     command = "python -m experiments.gan_mixture_sweep " + " ".join(argv)
     table = markdown(summary, command)

@@ -1,1 +1,37 @@
-"""gen_jax: the classic generative models in JAX/Flax."""
+"""gen_jax: the classic generative models in JAX/Flax, trained and measured.
+
+The public API, re-exported here; submodules hold the rest:
+
+  gen_jax.losses      pure adversarial losses (per-example, over logits of any shape)
+  gen_jax.data        IDX/Fashion-MNIST sources, 2-D mixtures, on-device batching
+  gen_jax.models      Flax modules (MLP GAN, DCGAN)
+  gen_jax.nn          reusable layers
+  gen_jax.train       GANState, step builders, the host loop
+  gen_jax.metrics     evaluation (mode counting)
+  gen_jax.parallel    mesh and shardings
+  gen_jax.checkpoint  orbax checkpoints of whole states
+  gen_jax.viz         PNG grids, curves, scatters
+"""
+
+from gen_jax import losses
+from gen_jax.checkpoint import Checkpointer
+from gen_jax.parallel import make_mesh, replicate, shard_batch
+from gen_jax.train.loop import fit, run_gan
+from gen_jax.train.state import GANState, create_gan_state
+from gen_jax.train.steps import make_train_chunk, make_train_step, normal_latent
+
+__all__ = [
+    "Checkpointer",
+    "GANState",
+    "create_gan_state",
+    "fit",
+    "losses",
+    "make_mesh",
+    "make_train_chunk",
+    "make_train_step",
+    "normal_latent",
+    "replicate",
+    "run_gan",
+    "shard_batch",
+]
+__version__ = "0.1.0"

@@ -29,6 +29,7 @@ the loss.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -39,12 +40,19 @@ from gen_jax.nn.conv_transpose import PhaseConvTranspose
 
 Dtype = Any
 
-_weight_init = nn.initializers.normal(stddev=0.02)
+
+def _weight_init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+    """N(0, 0.02), drawn flat and reshaped.
+
+    With jax 0.10's default `jax_threefry_partitionable`, random draws of some 4-D shapes take
+    seconds to compile on the CPU (a 4x4x4x8 kernel: ~7 s, against ~0.7 s drawn flat).
+    """
+    return 0.02 * jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)
 
 
 def _bn_scale_init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
     """N(1, 0.02), the DCGAN initialisation of batch-norm scales."""
-    return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+    return 1.0 + _weight_init(key, shape, dtype)
 
 
 def _num_upsamplings(image_size: int) -> tuple[int, int]:

@@ -1,0 +1,1 @@
+"""Training: state pytrees, step builders and the host loop."""

@@ -1,0 +1,132 @@
+"""End to end: every experiment runs its --smoke config, writes its outputs, resumes from its
+checkpoint, and refuses (touching nothing) to resume with a different model.
+
+Each experiment is one test, so that under pytest-xdist its three runs stay on one worker.
+"""
+
+import hashlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # `experiments` is a top-level folder, not an installed package.
+    sys.path.insert(0, str(ROOT))
+
+from experiments import dcgan, gan_mixture  # noqa: E402
+from gen_jax.checkpoint import Checkpointer  # noqa: E402
+from gen_jax.config import config_to_dict  # noqa: E402
+from gen_jax.data import load_fashion_mnist  # noqa: E402
+
+
+def _snapshot(workdir: Path) -> dict[str, str]:
+    """Every file under `workdir` (checkpoints included) with the hash of its bytes."""
+    return {
+        str(p.relative_to(workdir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(workdir.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _metric_rows(workdir: Path) -> list[dict]:
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _assert_png(path: Path):
+    assert path.is_file(), f"missing {path.name}"
+    with Image.open(path) as image:
+        assert image.format == "PNG" and min(image.size) > 8, path
+
+
+def _run_resume_refuse(module, workdir: Path, *, more_steps, pictures, changed):
+    smoke = module.get_smoke_config()
+    argv = ["--workdir", str(workdir), "--smoke"]
+
+    # 1. The smoke run.
+    results = module.main(argv)
+    assert results["steps"] == results["steps_this_session"] == smoke.steps
+    for name in ("config.json", "metrics.jsonl", "results.json"):
+        assert (workdir / name).is_file(), f"missing {name}"
+    for name in ("curves.png", *pictures):
+        _assert_png(workdir / name)
+    assert sorted((workdir / "samples").glob("*.png")), "no sample grids under samples/"
+    assert json.loads((workdir / "config.json").read_text()) == config_to_dict(smoke)
+    assert json.loads((workdir / "results.json").read_text()) == json.loads(json.dumps(results))
+    rows = _metric_rows(workdir)
+    assert [r["step"] for r in rows] == list(
+        range(smoke.chunk_steps, smoke.steps + 1, smoke.chunk_steps)
+    )
+    for row in rows:
+        assert {"d/loss", "g/loss", "d/grad_norm", "g/grad_norm"} <= set(row)
+        assert all(math.isfinite(v) for v in row.values()), row
+    assert Checkpointer(workdir / "checkpoints").latest_step() == smoke.steps
+
+    # 2. A longer rerun resumes from the checkpoint.
+    results = module.main(argv + ["--steps", str(more_steps)])
+    assert results["steps"] == more_steps
+    assert results["steps_this_session"] == more_steps - smoke.steps
+    steps = [r["step"] for r in _metric_rows(workdir)]
+    assert steps == sorted(set(steps)) and steps[-1] == more_steps
+    assert json.loads((workdir / "config.json").read_text())["steps"] == more_steps
+    assert Checkpointer(workdir / "checkpoints").latest_step() == more_steps
+
+    # 3. A different model is refused before anything in the folder changes.
+    before = _snapshot(workdir)
+    option, value = changed
+    with pytest.raises(ValueError, match=option):
+        module.main(argv + ["--steps", str(more_steps), f"--{option}", value])
+    assert _snapshot(workdir) == before
+    return results
+
+
+def test_gan_mixture_smoke_resume_and_refusal(tmp_path):
+    results = _run_resume_refuse(
+        gan_mixture,
+        tmp_path / "ring",
+        more_steps=25,
+        pictures=("scatter.png",),
+        changed=("g_hidden", "8"),
+    )
+    assert results["num_modes"] == 8 and 0 <= results["modes"] <= 8
+    assert 0.0 <= results["high_quality"] <= 1.0
+    samples = np.load(tmp_path / "ring" / "samples.npy")
+    assert samples.shape == (gan_mixture.get_smoke_config().eval_samples, 2)
+
+
+def test_gan_mixture_unknown_mixture_is_refused(tmp_path):
+    workdir = tmp_path / "run"
+    with pytest.raises(ValueError, match="spiral"):
+        gan_mixture.main(["--workdir", str(workdir), "--smoke", "--mixture", "spiral"])
+    assert not workdir.exists()
+
+
+def _fashion_mnist_or_skip():
+    try:
+        load_fashion_mnist("test")
+    except FileNotFoundError as e:
+        pytest.skip(f"Fashion-MNIST is not installed (dataset-fashion-mnist): {e}")
+
+
+def test_dcgan_smoke_resume_and_refusal(tmp_path):
+    _fashion_mnist_or_skip()
+    results = _run_resume_refuse(
+        dcgan,
+        tmp_path / "dcgan",
+        more_steps=5,  # 4 -> 5: one more step, a one-step chunk (cheap to compile)
+        pictures=("samples.png", "real.png"),
+        changed=("ngf", "8"),
+    )
+    assert results["epochs"] > 0
+    assert -1.0 <= results["sample_mean"] <= 1.0
+
+
+def test_dcgan_unsupported_image_size_is_refused(tmp_path):
+    workdir = tmp_path / "run"
+    with pytest.raises(ValueError, match="image_size"):
+        dcgan.main(["--workdir", str(workdir), "--smoke", "--image_size", "32"])
+    assert not workdir.exists()

@@ -1,0 +1,170 @@
+"""The shared command line (parse_args) and the output folder's config check (prepare_workdir)."""
+
+import dataclasses
+import json
+
+import pytest
+
+from gen_jax.config import RESUMABLE_FIELDS, parse_args, prepare_workdir
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    name: str = "ring"
+    hidden: tuple[int, ...] = (400, 400)
+    scales: tuple[float, ...] = (0.5,)
+    lr: float = 1e-4
+    use_ema: bool = True
+    steps: int = 1000
+    chunk_steps: int = 100
+    seed: int = 0
+
+
+def get_config():
+    return Config()
+
+
+def get_smoke_config():
+    return Config(hidden=(8,), steps=5, chunk_steps=5)
+
+
+def _parse(*argv):
+    return parse_args(get_config, get_smoke_config, ["--workdir", "out", *argv])
+
+
+def test_defaults_and_workdir():
+    config, workdir = _parse()
+    assert config == Config() and workdir == "out"
+
+
+def test_values_are_parsed_by_the_type_of_their_default():
+    config, _ = _parse(
+        "--steps",
+        "7",
+        "--lr",
+        "3e-3",
+        "--hidden",
+        "256,256",
+        "--scales",
+        "1,2.5",
+        "--name",
+        "grid",
+        "--seed",
+        "-2",
+    )
+    assert config.steps == 7 and type(config.steps) is int
+    assert config.lr == 3e-3 and type(config.lr) is float
+    assert config.hidden == (256, 256) and all(type(h) is int for h in config.hidden)
+    assert config.scales == (1.0, 2.5)
+    assert config.name == "grid"
+    assert config.seed == -2
+
+
+def test_single_item_tuple():
+    assert _parse("--hidden", "32")[0].hidden == (32,)
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("true", True),
+        ("false", False),
+        ("True", True),
+        ("FALSE", False),
+        ("1", True),
+        ("0", False),
+        ("yes", True),
+        ("no", False),
+    ],
+)
+def test_bool_values(text, value):
+    config, _ = _parse("--use_ema", text)
+    assert config.use_ema is value
+
+
+def test_smoke_selects_the_smoke_config_and_overrides_apply_on_top():
+    config, _ = _parse("--smoke")
+    assert config == get_smoke_config()
+    config, _ = _parse("--smoke", "--steps", "9")
+    assert config == dataclasses.replace(get_smoke_config(), steps=9)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--no_such_option", "1"],
+        ["--steps", "ten"],
+        ["--steps", "1.5"],
+        ["--lr", "fast"],
+        ["--use_ema", "maybe"],
+        ["--hidden", "1,x"],
+    ],
+)
+def test_bad_options_exit_naming_the_option(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        _parse(*argv)
+    assert e.value.code != 0
+    assert argv[0] in capsys.readouterr().err
+
+
+def test_workdir_is_required(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(get_config, get_smoke_config, ["--smoke"])
+    assert "--workdir" in capsys.readouterr().err
+
+
+# --- prepare_workdir ---------------------------------------------------------------------------
+
+
+def test_prepare_workdir_creates_the_folder_and_writes_the_config(tmp_path):
+    workdir = tmp_path / "a" / "b"
+    prepare_workdir(str(workdir), Config())
+    saved = json.loads((workdir / "config.json").read_text())
+    assert saved == json.loads(json.dumps(dataclasses.asdict(Config())))
+    assert saved["hidden"] == [400, 400]
+
+
+def test_same_config_resumes(tmp_path):
+    prepare_workdir(str(tmp_path), Config())
+    prepare_workdir(str(tmp_path), Config())
+
+
+def test_changed_resumable_field_is_accepted_and_recorded(tmp_path):
+    assert {"steps", "chunk_steps"} <= RESUMABLE_FIELDS
+    prepare_workdir(str(tmp_path), Config())
+    prepare_workdir(str(tmp_path), Config(steps=5000, chunk_steps=10))
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["steps"] == 5000 and saved["chunk_steps"] == 10
+
+
+@pytest.mark.parametrize(
+    "changed, field",
+    [
+        (Config(hidden=(8,)), "hidden"),
+        (Config(lr=1.0), "lr"),
+        (Config(use_ema=False), "use_ema"),
+        (Config(seed=1, steps=5), "seed"),
+    ],
+)
+def test_changed_model_field_is_refused_and_nothing_is_touched(tmp_path, changed, field):
+    prepare_workdir(str(tmp_path), Config())
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(ValueError, match=field):
+        prepare_workdir(str(tmp_path), changed)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_refusal_names_only_the_non_resumable_fields(tmp_path):
+    prepare_workdir(str(tmp_path), Config())
+    with pytest.raises(ValueError) as e:
+        prepare_workdir(str(tmp_path), Config(seed=3, steps=1))
+    assert "seed" in str(e.value) and "steps" not in str(e.value)
+
+
+def test_workdir_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match="file"):
+        prepare_workdir(str(path), Config())
+    assert path.read_text() == "not a folder"
