@@ -55,6 +55,18 @@ def _bn_scale_init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
     return 1.0 + _weight_init(key, shape, dtype)
 
 
+def _batch_norm(train: bool, dtype: Dtype, param_dtype: Dtype) -> nn.BatchNorm:
+    """PyTorch's defaults (momentum 0.1 there, 0.9 here; epsilon 1e-5), DCGAN's scale init."""
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=0.9,
+        epsilon=1e-5,
+        scale_init=_bn_scale_init,
+        dtype=dtype,
+        param_dtype=param_dtype,
+    )
+
+
 def _num_upsamplings(image_size: int) -> tuple[int, int]:
     """(start resolution, number of 2x stages) for a supported image size."""
     for start in (4, 7):
@@ -81,15 +93,7 @@ class DCGANGenerator(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array, *, train: bool = True) -> jax.Array:
         start, n = _num_upsamplings(self.image_size)
-        bn = functools.partial(
-            nn.BatchNorm,
-            use_running_average=not train,
-            momentum=0.9,
-            epsilon=1e-5,
-            scale_init=_bn_scale_init,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
+        bn = functools.partial(_batch_norm, train, self.dtype, self.param_dtype)
         up = functools.partial(
             PhaseConvTranspose,
             kernel_init=_weight_init,
@@ -131,15 +135,7 @@ class DCGANDiscriminator(nn.Module):
                 f"DCGANDiscriminator(image_size={self.image_size}) got images of shape "
                 f"{x.shape}; expected [B, {self.image_size}, {self.image_size}, C]"
             )
-        bn = functools.partial(
-            nn.BatchNorm,
-            use_running_average=not train,
-            momentum=0.9,
-            epsilon=1e-5,
-            scale_init=_bn_scale_init,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
+        bn = functools.partial(_batch_norm, train, self.dtype, self.param_dtype)
         conv = functools.partial(
             nn.Conv,
             kernel_size=(4, 4),
