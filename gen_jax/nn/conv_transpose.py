@@ -8,7 +8,8 @@ convolution, Shi et al. 2016, arXiv:1609.05158).
 
 Why not `flax.linen.ConvTranspose`: XLA lowers a transposed convolution to a convolution
 with `lhs_dilation`, and on the CPU the kernel gradient of that op takes a slow path
-(measured here: 11.6 s against 0.85 s for this form at B=64, 16x16x256 -> 32x32x128).
+(`python -m benchmarks.xla_cpu_pitfalls`: 12.4 s against 0.75 s for this form at B=64,
+16x16x256 -> 32x32x128).
 The phase form also skips the multiplications with the inserted zeros. Its parameters
 and outputs are those of `nn.ConvTranspose(features, (4, 4), (2, 2),
 padding=((2, 2), (2, 2)))` (tested), so checkpoints and conversions carry over.

@@ -186,8 +186,8 @@ def make_train_chunk(
       batch_axis: the example axis of the batch leaves (1: after the n_critic axis).
       unroll: `lax.scan`'s unroll. None picks full unrolling on the CPU and a rolled loop
         elsewhere: XLA:CPU runs convolutions inside a while loop several times slower than
-        at top level (a 28x28 DCGAN step, batch 64: 1.8 s rolled, 0.29 s unrolled, 0.32 s
-        dispatched alone), while on GPUs the loop runs the same kernels. Unrolling costs
+        at top level (a 28x28 DCGAN step, batch 64: 1.61 s rolled, 0.21 s unrolled, 0.21 s
+        dispatched alone; `python -m benchmarks.xla_cpu_pitfalls`), while on GPUs the loop runs the same kernels. Unrolling costs
         compile time that grows with `num_steps`, so keep K small on the CPU.
 
     Returns:

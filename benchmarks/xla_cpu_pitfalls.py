@@ -1,0 +1,86 @@
+"""Measures the two XLA:CPU slow paths that shaped gen_jax's DCGAN code.
+
+    python -m benchmarks.xla_cpu_pitfalls
+
+1. The kernel gradient of a 4x4/stride-2 transposed conv: `flax.linen.ConvTranspose`
+   (an lhs-dilated convolution) against `gen_jax.nn.PhaseConvTranspose` (four 2x2 convs),
+   at batch 64, 16x16x256 -> 32x32x128.
+2. A 28x28 DCGAN train step (batch 64) dispatched alone, and inside a K=4 `lax.scan`
+   rolled (unroll=1) and fully unrolled.
+"""
+
+from __future__ import annotations
+
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from gen_jax import losses
+from gen_jax.models.dcgan import DCGANDiscriminator28, DCGANGenerator28
+from gen_jax.nn.conv_transpose import PhaseConvTranspose
+from gen_jax.train.state import create_gan_state
+from gen_jax.train.steps import make_train_chunk, make_train_step, normal_latent
+
+
+def _seconds(fn, *args, repeats: int = 3) -> float:
+    """Median wall time of `fn(*args)` after one compiling call."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def conv_transpose_kernel_grad() -> dict[str, float]:
+    x = jax.random.normal(jax.random.PRNGKey(0), (64, 16, 16, 256))
+    out = {}
+    for name, layer in [
+        ("flax ConvTranspose", nn.ConvTranspose(128, (4, 4), (2, 2), padding=((2, 2), (2, 2)))),
+        ("PhaseConvTranspose", PhaseConvTranspose(128)),
+    ]:
+        params = layer.init(jax.random.PRNGKey(1), x)
+        grad = jax.jit(jax.grad(lambda p, x, layer=layer: jnp.sum(layer.apply(p, x) ** 2)))
+        out[name] = _seconds(grad, params, x)
+    return out
+
+
+def scan_unrolling(k: int = 4) -> dict[str, float]:
+    b, tx = 64, optax.adam(2e-4, b1=0.5)
+    state = create_gan_state(
+        jax.random.PRNGKey(0),
+        DCGANGenerator28(),
+        DCGANDiscriminator28(),
+        tx,
+        tx,
+        jnp.zeros((b, 100)),
+        jnp.zeros((b, 28, 28, 1)),
+        use_ema=False,
+    )
+    train_step = make_train_step(
+        losses.non_saturating_generator_loss, losses.minimax_discriminator_loss, normal_latent(100)
+    )
+    real = jnp.zeros((1, b, 28, 28, 1))
+    out = {"single step per dispatch": _seconds(jax.jit(train_step), state, {"real": real})}
+    for name, unroll in [("scan, rolled", 1), ("scan, unrolled", True)]:
+        chunk = make_train_chunk(train_step, lambda d, key, step: {"real": d}, k, unroll=unroll)
+        # A fresh copy per call: the chunk donates its state argument.
+        run = lambda s, d, chunk=chunk: chunk(jax.tree.map(jnp.copy, s), d)  # noqa: E731
+        out[name] = _seconds(run, state, real) / k
+    return out
+
+
+def main() -> None:
+    print(f"device: {jax.devices()[0].platform} ({jax.devices()[0].device_kind})")
+    for name, sec in conv_transpose_kernel_grad().items():
+        print(f"kernel gradient, {name:28s} {sec:8.3f} s")
+    for name, sec in scan_unrolling().items():
+        print(f"28x28 DCGAN step, {name:26s} {sec:8.3f} s/step")
+
+
+if __name__ == "__main__":
+    main()
