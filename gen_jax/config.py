@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -85,11 +86,22 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
+def _finite_or_none(obj: Any) -> Any:
+    """Replaces inf/nan floats by None: strict JSON has no Infinity or NaN."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
 def write_json_atomic(path: str, obj: Any) -> None:
-    """Writes JSON to `path` through a temporary file, so a crash never leaves half a file."""
+    """Writes strict JSON (inf/nan as null) to `path` through a temporary file."""
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
+        json.dump(_finite_or_none(obj), f, indent=2, sort_keys=True, allow_nan=False)
         f.write("\n")
     os.replace(tmp, path)
 

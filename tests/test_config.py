@@ -168,3 +168,16 @@ def test_workdir_that_is_a_file_is_refused(tmp_path):
     with pytest.raises(NotADirectoryError, match="file"):
         prepare_workdir(str(path), Config())
     assert path.read_text() == "not a folder"
+
+
+def test_write_json_atomic_writes_strict_json_with_null_for_non_finite(tmp_path):
+    import json
+
+    from gen_jax.config import write_json_atomic
+
+    path = tmp_path / "results.json"
+    write_json_atomic(str(path), {"kl": float("inf"), "rows": [1.0, float("nan")], "ok": 2.5})
+    text = path.read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    assert json.loads(text) == {"kl": None, "rows": [1.0, None], "ok": 2.5}
+    assert not (tmp_path / "results.json.tmp").exists()
