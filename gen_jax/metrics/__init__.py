@@ -1,0 +1,51 @@
+"""Evaluation metrics: feature-space distances, classifier score, image quality, likelihood.
+
+Feature networks are never imported here: callers pass features (or logits) computed by
+their own network, e.g. through ``extract_features(feature_fn, images)``.
+"""
+
+from gen_jax.metrics.classifier_score import classifier_score
+from gen_jax.metrics.features import (
+    FEATURE_METRIC_KEYS,
+    evaluate_feature_metrics,
+    extract_features,
+)
+from gen_jax.metrics.frechet import (
+    GaussianMoments,
+    frechet_distance,
+    frechet_distance_jax,
+    gaussian_moments,
+)
+from gen_jax.metrics.image_quality import psnr, ssim
+from gen_jax.metrics.kernel import kernel_distance, polynomial_kernel, polynomial_mmd2_unbiased
+from gen_jax.metrics.likelihood import (
+    bits_per_dim_to_nats,
+    nats_to_bits_per_dim,
+    quantization_bin_width,
+)
+from gen_jax.metrics.modes import mixture_mode_stats
+from gen_jax.metrics.prdc import density_coverage, nearest_neighbour_radii, prdc, precision_recall
+
+__all__ = [
+    "FEATURE_METRIC_KEYS",
+    "GaussianMoments",
+    "bits_per_dim_to_nats",
+    "classifier_score",
+    "density_coverage",
+    "evaluate_feature_metrics",
+    "extract_features",
+    "frechet_distance",
+    "frechet_distance_jax",
+    "gaussian_moments",
+    "kernel_distance",
+    "mixture_mode_stats",
+    "nats_to_bits_per_dim",
+    "nearest_neighbour_radii",
+    "polynomial_kernel",
+    "polynomial_mmd2_unbiased",
+    "prdc",
+    "precision_recall",
+    "psnr",
+    "quantization_bin_width",
+    "ssim",
+]
