@@ -1,0 +1,80 @@
+"""Image loading: files, skimage.data names, the opencv-doc lookup, resizing, clear errors."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gen_jax.data import images
+from gen_jax.data.images import (
+    find_opencv_sample,
+    load_image,
+    resize_max_side,
+    save_image,
+    side_by_side,
+    to_rgb_float,
+)
+
+
+def test_skimage_names_load_as_rgb_float():
+    img = load_image("chelsea")
+    assert img.shape == (300, 451, 3) and img.dtype == np.float32
+    assert 0.0 <= img.min() and img.max() <= 1.0
+    grey = load_image("skimage:brick", max_side=32)
+    assert grey.shape == (32, 32, 3)
+    np.testing.assert_array_equal(grey[..., 0], grey[..., 2])  # grey repeated
+
+
+def test_max_side_keeps_the_aspect_ratio():
+    img = load_image("chelsea", max_side=45)
+    assert img.shape == (30, 45, 3)
+    assert resize_max_side(np.ones((10, 20, 3), np.float32), 20).shape == (10, 20, 3)
+
+
+def test_file_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (6, 5, 3)).astype(np.float32) / 255.0
+    path = tmp_path / "x.png"
+    save_image(path, x)
+    np.testing.assert_allclose(load_image(str(path)), x, atol=1e-6)
+
+
+def test_missing_and_unknown_images_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        load_image(str(tmp_path / "nope.png"))
+    with pytest.raises(FileNotFoundError, match="astronaut"):  # lists the built-in names
+        load_image("mona_lisa")
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    with pytest.raises(ValueError, match="bad.jpg"):
+        load_image(str(bad))
+
+
+def test_starry_night_lookup(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "_OPENCV_SYSTEM_DIR", tmp_path / "system")
+    monkeypatch.setenv("GEN_JAX_DATA", str(tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError, match="fetch_opencv_data.sh"):
+        load_image("starry_night")
+    folder = tmp_path / "cache" / "opencv-doc"
+    folder.mkdir(parents=True)
+    Image.fromarray(np.full((8, 12, 3), 200, np.uint8)).save(folder / "starry_night.jpg")
+    assert find_opencv_sample() == folder / "starry_night.jpg"
+    img = load_image("starry_night", max_side=6)
+    assert img.shape == (4, 6, 3)
+
+
+def test_to_rgb_float_layouts():
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 0] = 255
+    np.testing.assert_array_equal(to_rgb_float(rgba)[0, 0], [1.0, 0.0, 0.0])
+    assert to_rgb_float(np.ones((2, 3), bool)).shape == (2, 3, 3)
+    np.testing.assert_allclose(to_rgb_float(np.full((1, 1), 65535, np.uint16)), 1.0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        to_rgb_float(np.full((2, 2, 3), 3.0))
+    with pytest.raises(ValueError, match="expected an image"):
+        to_rgb_float(np.zeros((2, 2, 2)))
+
+
+def test_side_by_side():
+    row = side_by_side([np.zeros((10, 10, 3)), np.ones((20, 10, 3))], height=10, pad=2)
+    assert row.shape == (14, 2 + 10 + 2 + 5 + 2, 3)
+    assert row[0, 0, 0] == 1.0 and row[5, 5, 0] == 0.0
