@@ -16,10 +16,13 @@ from gen_jax.losses.adversarial import (
     wasserstein_discriminator_loss,
     wasserstein_generator_loss,
 )
+from gen_jax.losses.perceptual import content_loss, gram_matrix, style_layer_loss, total_variation
 
 __all__ = [
     "GAN_LOSSES",
+    "content_loss",
     "get_gan_loss",
+    "gram_matrix",
     "hinge_discriminator_loss",
     "hinge_generator_loss",
     "least_squares_discriminator_loss",
@@ -30,6 +33,8 @@ __all__ = [
     "minimax_generator_loss",
     "non_saturating_discriminator_loss",
     "non_saturating_generator_loss",
+    "style_layer_loss",
+    "total_variation",
     "wasserstein_discriminator_loss",
     "wasserstein_generator_loss",
 ]
