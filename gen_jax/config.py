@@ -106,8 +106,22 @@ def write_json_atomic(path: str, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def _defaults(config: Any) -> dict[str, Any]:
+    """The JSON form of each field's declared default (fields without one are left out)."""
+    defaults = {}
+    for field in dataclasses.fields(config):
+        if field.default is not dataclasses.MISSING:
+            defaults[field.name] = json.loads(json.dumps(field.default))
+        elif field.default_factory is not dataclasses.MISSING:
+            defaults[field.name] = json.loads(json.dumps(field.default_factory()))
+    return defaults
+
+
 def prepare_workdir(workdir: str, config: Any) -> None:
     """Creates `workdir` and writes config.json, checking a resumed run's config first.
+
+    A field missing from a saved config.json (a run made before the field was added) counts
+    as its dataclass default: the old code behaved as that default does.
 
     Raises:
       ValueError: if `workdir/config.json` exists and differs from `config` in a field that
@@ -122,6 +136,8 @@ def prepare_workdir(workdir: str, config: Any) -> None:
     if os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
+        for key, value in _defaults(config).items():
+            old.setdefault(key, value)
         changed = sorted(
             k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_FIELDS
         )

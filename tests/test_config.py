@@ -162,6 +162,18 @@ def test_refusal_names_only_the_non_resumable_fields(tmp_path):
     assert "seed" in str(e.value) and "steps" not in str(e.value)
 
 
+def test_a_field_added_since_the_saved_run_counts_as_its_default(tmp_path):
+    # A run saved before `use_ema` existed: resuming with the default is the same experiment,
+    # resuming with another value is not.
+    saved = json.loads(json.dumps(dataclasses.asdict(Config())))
+    del saved["use_ema"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="use_ema"):
+        prepare_workdir(str(tmp_path), Config(use_ema=False))
+    prepare_workdir(str(tmp_path), Config())
+    assert json.loads((tmp_path / "config.json").read_text())["use_ema"] is True
+
+
 def test_workdir_that_is_a_file_is_refused(tmp_path):
     path = tmp_path / "file"
     path.write_text("not a folder")

@@ -16,10 +16,17 @@ from gen_jax.losses.adversarial import (
     wasserstein_discriminator_loss,
     wasserstein_generator_loss,
 )
-from gen_jax.losses.perceptual import content_loss, gram_matrix, style_layer_loss, total_variation
+from gen_jax.losses.perceptual import (
+    GRAM_NORMALIZATIONS,
+    content_loss,
+    gram_matrix,
+    style_layer_loss,
+    total_variation,
+)
 
 __all__ = [
     "GAN_LOSSES",
+    "GRAM_NORMALIZATIONS",
     "content_loss",
     "get_gan_loss",
     "gram_matrix",

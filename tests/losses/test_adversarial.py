@@ -353,9 +353,12 @@ def test_get_gan_loss_unknown_name():
 
 
 def test_package_reexports():
-    assert set(losses.__all__) == set(adv.__all__)
-    for name in adv.__all__:
-        assert getattr(losses, name) is getattr(adv, name)
+    from gen_jax.losses import perceptual
+
+    assert set(losses.__all__) == set(adv.__all__) | set(perceptual.__all__)
+    for module in (adv, perceptual):
+        for name in module.__all__:
+            assert getattr(losses, name) is getattr(module, name)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
