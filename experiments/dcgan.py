@@ -11,6 +11,13 @@ uint8 and every batch is drawn inside the compiled step, one epoch permutation a
 `--image_size 64` resizes the images once and uses the pytorch/examples network
 (ngf = ndf = 64, nz = 100). On the CPU the default run takes about ten minutes; on a GPU
 it trains ten times longer.
+
+At the end, results.json reports the metrics of `gen_jax.metrics.evaluate.score_images` for
+`eval_samples` samples of the EMA generator against as many Fashion-MNIST test images (all
+10,000 by default), in the features of the shipped Fashion-MNIST classifier: Fréchet
+distance, KID, precision, recall, density and coverage (`fmnist_cnn/...`) and the
+classifier score. 64x64 samples are resized to 28x28 for the classifier. See
+docs/metrics_calibration.md for what real and corrupted images score.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ import optax
 from gen_jax import config as config_lib
 from gen_jax import losses, viz
 from gen_jax.data import epoch_batch_indices, load_fashion_mnist, to_signed_unit
+from gen_jax.metrics.evaluate import MIN_IMAGES, score_images
+from gen_jax.models.classifier import classifier_fn
 from gen_jax.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from gen_jax.train.loop import run_gan
 from gen_jax.train.state import create_gan_state
@@ -56,6 +65,9 @@ class Config:
     sample_every: int = 2_000 if _ON_GPU else 300
     checkpoint_every: int = 2_000 if _ON_GPU else 300
     limit_examples: int = 0  # Use only the first N training images (0: all).
+    # End-of-run metrics: this many EMA samples against as many test images (10,000 at
+    # most, the whole test set); 0 skips them.
+    eval_samples: int = 10_000
     seed: int = 0
 
 
@@ -74,6 +86,7 @@ def get_smoke_config() -> Config:
         sample_every=2,
         checkpoint_every=2,
         limit_examples=256,
+        eval_samples=64,
     )
 
 
@@ -92,10 +105,40 @@ def load_images(cfg: Config) -> np.ndarray:
     return images
 
 
+_EVAL_BATCH = 500
+
+
+def generate_samples(generate, state, cfg: Config, num: int) -> np.ndarray:
+    """`num` samples of the (EMA) generator from a fixed latent stream, as [num, 28, 28, 1].
+
+    Latent batch i is drawn from fold_in(PRNGKey(20_000 + seed), i), so the samples do not
+    depend on the training keys; 64x64 samples are resized (antialiased) for the classifier.
+    """
+    batch = min(_EVAL_BATCH, num)
+    base = jax.random.PRNGKey(20_000 + cfg.seed)
+    sample_latent = normal_latent(cfg.latent_dim)
+    out = []
+    for i, start in enumerate(range(0, num, batch)):
+        z = sample_latent(jax.random.fold_in(base, i), batch)
+        x = generate(state, z)
+        if cfg.image_size != 28:
+            x = jax.image.resize(x, (batch, 28, 28, x.shape[-1]), method="linear")
+        out.append(np.asarray(x)[: num - start])
+    return np.clip(np.concatenate(out), -1.0, 1.0)
+
+
 def run(cfg: Config, workdir: str) -> dict:
     """Trains DCGAN in `workdir` (resuming if it holds a run); returns results.json's contents."""
     if cfg.image_size not in (28, 64):
         raise ValueError(f"image_size must be 28 or 64, got {cfg.image_size}")
+    if cfg.eval_samples and cfg.eval_samples < MIN_IMAGES:
+        raise ValueError(f"eval_samples: expected 0 or >= {MIN_IMAGES}, found {cfg.eval_samples}")
+    if cfg.eval_samples:
+        # Fail before training, not after it, when the classifier or test set is missing.
+        classifier_fn("fashion_mnist")
+        test_images, _ = load_fashion_mnist(
+            "test", data_dir=cfg.data_dir or None, download=cfg.download
+        )
     g_loss, d_loss = losses.get_gan_loss(cfg.loss)
     d_kwargs = {"label_smoothing": cfg.label_smoothing} if cfg.label_smoothing else {}
     images = load_images(cfg)
@@ -130,6 +173,7 @@ def run(cfg: Config, workdir: str) -> dict:
         return {"real": real.reshape(cfg.n_critic, cfg.batch_size, size, size, 1)}
 
     generate = jax.jit(lambda state: state.generate(z_fixed))
+    generate_z = jax.jit(lambda state, z: state.generate(z))
 
     def on_sample(state, step, workdir):
         samples = np.asarray(generate(state))
@@ -140,11 +184,23 @@ def run(cfg: Config, workdir: str) -> dict:
         real = np.asarray(to_signed_unit(images[:64]))
         viz.save_image_grid(real, os.path.join(workdir, "real.png"), 8, 3)
         samples = np.asarray(generate(state))
-        return {
+        results = {
             "epochs": int(state.step) * cfg.n_critic * cfg.batch_size / num_examples,
             "sample_mean": float(samples.mean()),
             "real_mean": float(real.mean()),
         }
+        if cfg.eval_samples:
+            num_real = min(cfg.eval_samples, len(test_images))
+            results |= score_images(
+                generate_samples(generate_z, state, cfg, cfg.eval_samples),
+                reference=test_images,
+                classifier="fashion_mnist",
+                num_real=num_real,
+                key=jax.random.PRNGKey(cfg.seed),
+                # tanh outputs are on the [-1, 1] scale even if they are all >= 0.
+                allow_nonnegative=True,
+            )
+        return results
 
     train_step = make_train_step(
         g_loss,

@@ -37,7 +37,10 @@ class Config:
     mixture: str = "ring"  # ring | grid
     latent_dim: int = 16
     g_hidden: tuple[int, ...] = (256, 256, 256)
+    g_batch_norm: bool = False  # Dense -> BatchNorm -> ReLU hidden layers in G
     d_hidden: tuple[int, ...] = (128, 128)
+    d_maxout_pieces: int = 1  # 1: ReLU hidden layers in D; k > 1: maxout over k pieces
+    d_input_scale: float = 1.0  # D sees x * d_input_scale
     pack: int = 2  # PacGAN packing (1: the plain GAN discriminator)
     loss: str = "non_saturating"
     label_smoothing: float = 0.0
@@ -87,10 +90,13 @@ def _schedule(cfg: Config, lr: float) -> optax.Schedule:
 _generate = jax.jit(lambda state, z: state.generate(z))
 
 
-def generate(state, cfg: Config, num: int) -> np.ndarray:
-    """`num` samples from the (EMA) generator with a fixed evaluation key."""
+_generate_raw = jax.jit(lambda state, z: state.generate(z, use_ema=False))
+
+
+def generate(state, cfg: Config, num: int, *, use_ema: bool = True) -> np.ndarray:
+    """`num` samples from the EMA (or the raw) generator with a fixed evaluation key."""
     z = normal_latent(cfg.latent_dim)(jax.random.PRNGKey(10_000 + cfg.seed), num)
-    return np.asarray(_generate(state, z))
+    return np.asarray((_generate if use_ema else _generate_raw)(state, z))
 
 
 def run(cfg: Config, workdir: str) -> dict:
@@ -101,8 +107,13 @@ def run(cfg: Config, workdir: str) -> dict:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by pack={cfg.pack}")
     g_loss, d_loss = losses.get_gan_loss(cfg.loss)
     d_kwargs = {"label_smoothing": cfg.label_smoothing} if cfg.label_smoothing else {}
-    generator = MLPGenerator(out_dim=2, hidden=cfg.g_hidden)
-    discriminator = MLPDiscriminator(hidden=cfg.d_hidden, pack=cfg.pack)
+    generator = MLPGenerator(out_dim=2, hidden=cfg.g_hidden, batch_norm=cfg.g_batch_norm)
+    discriminator = MLPDiscriminator(
+        hidden=cfg.d_hidden,
+        pack=cfg.pack,
+        maxout_pieces=cfg.d_maxout_pieces,
+        input_scale=cfg.d_input_scale,
+    )
 
     def init_state():
         b = cfg.batch_size
@@ -141,7 +152,13 @@ def run(cfg: Config, workdir: str) -> dict:
         )
         viz.save_scatter(samples, means, os.path.join(workdir, "scatter.png"), title)
         np.save(os.path.join(workdir, "samples.npy"), samples)
-        return {"mixture": cfg.mixture, "seed": cfg.seed, **stats}
+        # The headline numbers are the EMA generator's; the raw one's, on the same latents,
+        # tell whether the average helps or smears an oscillating generator.
+        raw = mixture_mode_stats(
+            generate(state, cfg, cfg.eval_samples, use_ema=False), means, mixture.sigma
+        )
+        raw = {f"raw_{k}": raw[k] for k in ("modes", "high_quality", "reverse_kl")}
+        return {"mixture": cfg.mixture, "seed": cfg.seed, **stats, **raw}
 
     train_step = make_train_step(
         g_loss,

@@ -96,6 +96,16 @@ def test_gan_mixture_smoke_resume_and_refusal(tmp_path):
     assert 0.0 <= results["high_quality"] <= 1.0
     samples = np.load(tmp_path / "ring" / "samples.npy")
     assert samples.shape == (gan_mixture.get_smoke_config().eval_samples, 2)
+    # The raw generator is scored on the same latents beside the EMA one.
+    assert 0 <= results["raw_modes"] <= 8 and 0.0 <= results["raw_high_quality"] <= 1.0
+
+
+def test_gan_mixture_batch_norm_generator_and_maxout_discriminator(tmp_path):
+    argv = ["--workdir", str(tmp_path / "grid"), "--smoke", "--mixture", "grid"]
+    results = gan_mixture.main(argv + ["--g_batch_norm", "true", "--d_maxout_pieces", "3"])
+    assert results["num_modes"] == 25 and results["steps"] == gan_mixture.get_smoke_config().steps
+    # Batch-norm statistics are part of the state, and evaluation uses them (finite samples).
+    assert np.isfinite(np.load(tmp_path / "grid" / "samples.npy")).all()
 
 
 def test_gan_mixture_unknown_mixture_is_refused(tmp_path):
@@ -123,10 +133,18 @@ def test_dcgan_smoke_resume_and_refusal(tmp_path):
     )
     assert results["epochs"] > 0
     assert -1.0 <= results["sample_mean"] <= 1.0
+    # End-of-run metrics of the EMA samples in the shipped classifier's feature space.
+    n = dcgan.get_smoke_config().eval_samples
+    assert results["num_samples"] == results["num_real"] == n
+    assert math.isfinite(results["fmnist_cnn/frechet"]) and results["fmnist_cnn/frechet"] > 0
+    for name in ("precision", "recall", "density", "coverage"):
+        assert 0.0 <= results[f"fmnist_cnn/{name}"] <= (5.0 if name == "density" else 1.0)
+    assert 1.0 <= results["classifier_score_mean"] <= 10.0
 
 
-def test_dcgan_unsupported_image_size_is_refused(tmp_path):
+@pytest.mark.parametrize("option, value", [("image_size", "32"), ("eval_samples", "3")])
+def test_dcgan_bad_option_is_refused(tmp_path, option, value):
     workdir = tmp_path / "run"
-    with pytest.raises(ValueError, match="image_size"):
-        dcgan.main(["--workdir", str(workdir), "--smoke", "--image_size", "32"])
+    with pytest.raises(ValueError, match=option):
+        dcgan.main(["--workdir", str(workdir), "--smoke", f"--{option}", value])
     assert not workdir.exists()

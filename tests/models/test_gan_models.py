@@ -119,3 +119,58 @@ def test_pacgan_discriminator_packs_consecutive_samples():
 def test_pacgan_discriminator_rejects_batches_not_divisible_by_pack(batch, pack):
     with pytest.raises(ValueError, match=f"pack={pack}"):
         _out_shape(MLPDiscriminator(hidden=(4,), pack=pack), jnp.zeros((batch, 2)))
+
+
+def test_batch_norm_generator_updates_statistics_in_train_mode_and_uses_them_in_eval():
+    gen = TinyMLPGenerator(out_dim=2, batch_norm=True)
+    z = 3.0 + jax.random.normal(KEY, (8, 4))
+    variables = gen.init(jax.random.PRNGKey(1), z, train=False)
+    assert "batch_stats" in variables
+    # Hidden Dense layers drop their bias (BatchNorm shifts); the output layer keeps it.
+    assert "bias" not in variables["params"]["Dense_0"]
+    assert "bias" in variables["params"]["Dense_1"]
+    out, updates = gen.apply(variables, z, train=True, mutable=["batch_stats"])
+    old, new = variables["batch_stats"]["BatchNorm_0"], updates["batch_stats"]["BatchNorm_0"]
+    assert not np.allclose(old["mean"], new["mean"])
+    assert not np.allclose(old["var"], new["var"])
+    # Eval mode reads the running statistics: it changes with them, and each sample's output
+    # is independent of the rest of the batch.
+    eval_old = gen.apply(variables, z, train=False)
+    eval_new = gen.apply({**variables, "batch_stats": updates["batch_stats"]}, z, train=False)
+    assert not np.allclose(eval_old, eval_new)
+    np.testing.assert_allclose(
+        gen.apply(variables, z[:1], train=False), eval_old[:1], rtol=1e-5, atol=1e-6
+    )
+    # Eval mode leaves the statistics alone.
+    _, unchanged = gen.apply(variables, z, train=False, mutable=["batch_stats"])
+    jax.tree.map(np.testing.assert_array_equal, unchanged["batch_stats"], variables["batch_stats"])
+    assert out.shape == (8, 2)
+
+
+def test_plain_generator_has_no_batch_stats():
+    variables = TinyMLPGenerator(out_dim=2).init(KEY, jnp.zeros((3, 4)), train=False)
+    assert "batch_stats" not in variables
+
+
+def test_maxout_discriminator_takes_the_max_over_pieces():
+    disc = MLPDiscriminator(hidden=(3,), maxout_pieces=4)
+    x = jax.random.normal(KEY, (5, 2))
+    logits, variables = disc.init_with_output(jax.random.PRNGKey(1), x)
+    assert logits.shape == (5, 1)
+    p = variables["params"]
+    assert p["Dense_0"]["kernel"].shape == (2, 12)
+    pieces = (x @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"]).reshape(5, 3, 4)
+    expected = pieces.max(-1) @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"]
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_discriminator_input_scale_scales_the_input():
+    x = jax.random.normal(KEY, (4, 2))
+    variables = TinyMLPDiscriminator().init(KEY, x)
+    scaled = TinyMLPDiscriminator(input_scale=0.5).apply(variables, x)
+    np.testing.assert_allclose(scaled, TinyMLPDiscriminator().apply(variables, 0.5 * x), rtol=1e-6)
+
+
+def test_maxout_pieces_must_be_positive():
+    with pytest.raises(ValueError, match="maxout_pieces"):
+        _out_shape(MLPDiscriminator(hidden=(4,), maxout_pieces=0), jnp.zeros((2, 2)))
