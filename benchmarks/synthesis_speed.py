@@ -1,0 +1,1025 @@
+"""Gatys style transfer through VGG19: gen_jax (one compiled optimisation) against PyTorch eager.
+
+    python -m benchmarks.synthesis_speed [--sizes 256,512] [--iterations N or N1,N2]
+        [--optimizer lbfgs|adam] [--weights FILE] [--pooling max|avg] [--repeats R]
+        [--check_size S] [--out FILE.md] [--no-torch]
+
+The work, the same on both sides at every size S (a square S x S image):
+
+* the objective of `gen_jax.synthesis.style_transfer`: ``alpha * content(relu4_2) +
+  beta * sum_l 1/5 E_l(relu1_1 ... relu5_1) + tv_weight * TV``, Gram losses on
+  per-position Grams, squared isotropic TV; the image starts at the content image;
+* through one VGG19 (`get_feature_net("random_vgg19")`, normalised on the content and
+  style images, or trained weights from `--weights`), its parameters loaded into a
+  PyTorch `nn.Sequential` (HWIO -> OIHW) with the same input normalisation; the forward
+  pass stops at relu5_1 on both sides;
+* the same optimiser: L-BFGS with history 10 and a strong-Wolfe line search (optax's
+  zoom line search inside `gen_jax.synthesis.optimize_image`, against
+  `torch.optim.LBFGS(history_size=10, line_search_fn="strong_wolfe")`), or Adam(0.02).
+
+The line searches of the two L-BFGS implementations differ in their first step and in
+how they bracket, so an iteration may cost a different number of loss-and-gradient
+evaluations on each side; both are counted (``OptimizeResult.evaluations`` plus the
+initial one; a counter in PyTorch's closure) and both rates are reported. Before the
+timings, one loss-and-gradient evaluation at a small size is compared between the two
+implementations (at the highest matmul/conv precision) to show that they compute the same
+function; the loss at the start image of every size is compared too.
+
+Timing: gen_jax's compilation is measured from JAX's own compile events during the first,
+untimed, call (which also runs the iterations once); PyTorch's first iterations are
+untimed as well. Then R repeats of the whole optimisation (from the same start image, so
+every repeat does the same work) alternate between the implementations, so that a change
+in background load hits both alike, and the median repeat is reported. Thread pools keep
+their defaults (XLA:CPU uses every schedulable core; PyTorch `torch.get_num_threads()`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+# Both frameworks share one GPU in this process: JAX's default preallocation of 75% of its
+# memory would leave PyTorch little. Harmless on the CPU; must precede JAX's backend init.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gen_jax.models.feature_nets import get_feature_net
+from gen_jax.models.vgg import vgg_layer_names
+from gen_jax.synthesis.optimize import optimize_image
+from gen_jax.synthesis.style import (
+    GATYS_CONTENT_LAYERS,
+    GATYS_STYLE_LAYERS,
+    PerceptualLoss,
+    content_targets,
+    style_grams,
+)
+
+TORCH_EAGER = "torch_eager"
+GEN_JAX = "gen_jax"
+OPTIMIZERS = ("lbfgs", "adam")
+MIN_SIZE = 16  # relu5_1 comes after four 2x2 pools.
+LBFGS_HISTORY = 10
+# torch.optim.LBFGS's strong-Wolfe search allows 25 evaluations per iteration (fixed in
+# torch); optax's zoom search gets the same budget.
+MAX_LINESEARCH_STEPS = 25
+ADAM_LEARNING_RATE = 0.02  # optimize_image's default for pixels in [0, 1].
+CHECK_RTOL = 1e-4
+
+# JAX's compile-time events: tracing, lowering to MLIR, XLA compilation.
+_COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+
+Log = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """What to measure; `None` fields take per-backend defaults (see `resolve`)."""
+
+    sizes: tuple[int, ...] = (256, 512)
+    iterations: tuple[int, ...] | None = None  # one per size, or one for all
+    optimizer: str = "lbfgs"
+    weights: str | None = None
+    pooling: str = "max"
+    repeats: int | None = None
+    check_size: int = 64
+    alpha: float = 1.0
+    beta: float = 1e3
+    tv_weight: float = 1.0
+    seed: int = 0
+    use_torch: bool = True
+    torch_channels_last: bool = True
+    torch_threads: int | None = None  # None: PyTorch's default pool, untouched
+
+    def resolve(self) -> BenchConfig:
+        """Fills the `None` fields: short runs on the CPU, longer ones on accelerators."""
+        on_cpu = jax.default_backend() == "cpu"
+        iterations = self.iterations
+        if iterations is None:
+            # About constant work per size: iterations ~ 1 / pixels (CPU: 12 at 256, 3 at 512).
+            base, floor = (12, 2) if on_cpu else (200, 20)
+            iterations = tuple(max(floor, round(base * (256 / s) ** 2)) for s in self.sizes)
+        elif len(iterations) == 1:
+            iterations = iterations * len(self.sizes)
+        repeats = self.repeats if self.repeats is not None else (3 if on_cpu else 5)
+        cfg = dataclasses.replace(self, iterations=tuple(iterations), repeats=repeats)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first bad field."""
+        if not self.sizes:
+            raise ValueError("sizes: expected one or more image sizes, found none")
+        for s in (*self.sizes, self.check_size):
+            if s < MIN_SIZE:
+                raise ValueError(
+                    f"sizes/check_size: expected >= {MIN_SIZE} px (relu5_1 follows four 2x2 "
+                    f"pools), found {s}"
+                )
+        if self.iterations is not None:
+            if len(self.iterations) not in (1, len(self.sizes)):
+                raise ValueError(
+                    f"iterations: expected one count or one per size ({len(self.sizes)}), "
+                    f"found {len(self.iterations)}"
+                )
+            if min(self.iterations) < 1:
+                raise ValueError(f"iterations: expected positive counts, found {self.iterations}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, found {self.optimizer!r}")
+        if self.pooling not in ("max", "avg"):
+            raise ValueError(f"pooling: expected 'max' or 'avg', found {self.pooling!r}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ValueError(
+                f"torch_threads: expected a positive integer, found {self.torch_threads}"
+            )
+        if self.repeats is not None and self.repeats < 1:
+            raise ValueError(f"repeats: expected a positive integer, found {self.repeats}")
+        if self.weights is not None and not os.path.isfile(self.weights):
+            raise ValueError(f"weights: expected a VGG19 weights file, found no {self.weights}")
+        for name in ("alpha", "beta", "tv_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(
+                    f"{name}: expected a non-negative weight, found {getattr(self, name)}"
+                )
+
+
+# ---------------------------------------------------------------------------------------
+# Inputs and the network.
+
+
+def _square(image: np.ndarray, size: int) -> np.ndarray:
+    """Centre-crops an RGB image to a square and resizes it (antialiased) to size x size."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = jnp.asarray(image[top : top + side, left : left + side], jnp.float32)
+    resized = jax.image.resize(crop, (size, size, 3), "linear", antialias=True)
+    return np.asarray(jnp.clip(resized, 0.0, 1.0), np.float32)
+
+
+def load_images(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """(content, style, description): float32 RGB [size, size, 3] in [0, 1].
+
+    scikit-image's astronaut (content) and coffee (style) photographs, which load offline;
+    seeded smooth noise when scikit-image is missing. The speed does not depend on them.
+    """
+    try:
+        from skimage import data
+    except ImportError:
+        rng = np.random.default_rng(seed)
+        coarse = rng.uniform(0.0, 1.0, (2, 8, 8, 3)).astype(np.float32)
+        content, style = (_square(c, size) for c in coarse)
+        return content, style, "seeded noise (scikit-image not installed)"
+    content = _square(data.astronaut().astype(np.float32) / 255.0, size)
+    style = _square(data.coffee().astype(np.float32) / 255.0, size)
+    return content, style, "scikit-image astronaut (content), coffee (style)"
+
+
+def build_network(cfg: BenchConfig, images: np.ndarray) -> tuple[Any, dict, str]:
+    """(module, params, description) of the VGG19 feature net of the benchmark."""
+    if cfg.weights is None:
+        module, params = get_feature_net(
+            "random_vgg19", key=jax.random.key(cfg.seed), pooling=cfg.pooling, images=images
+        )
+        what = "random_vgg19 (random weights, layer-normalised on the content and style images)"
+    else:
+        module, params = get_feature_net("vgg19", weights=cfg.weights, pooling=cfg.pooling)
+        what = f"vgg19 weights {os.path.basename(cfg.weights)}"
+    return module, params, f"{what}, {cfg.pooling} pooling, `{module.preprocessing}` input"
+
+
+# ---------------------------------------------------------------------------------------
+# gen_jax.
+
+
+@contextlib.contextmanager
+def _compile_seconds() -> Iterator[dict[str, float]]:
+    """Sums JAX's trace, lowering and XLA compile durations inside the block."""
+    totals = {"seconds": 0.0, "events": 0}
+
+    def listener(event: str, duration: float, **kwargs: Any) -> None:
+        if event in _COMPILE_EVENTS:
+            totals["seconds"] += duration
+            totals["events"] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield totals
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def _xla_flops(compiled) -> float:
+    """FLOPs of a compiled program from XLA's cost analysis (NaN if it has none)."""
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):  # A list of one dict in older JAX.
+        analysis = analysis[0] if analysis else {}
+    flops = (analysis or {}).get("flops", math.nan)
+    return float(flops) if flops is not None and flops > 0 else math.nan
+
+
+class _JaxRunner:
+    """gen_jax: `optimize_image` on `PerceptualLoss`, what `style_transfer` runs."""
+
+    key = GEN_JAX
+    name = "gen_jax, optimize_image (one jit program)"
+
+    def __init__(self, cfg: BenchConfig, loss: PerceptualLoss, x0, params, targets, grams, steps):
+        self.cfg, self.loss, self.steps = cfg, loss, steps
+        self.x0, self.args = jnp.asarray(x0), (params, targets, grams)
+        self.info: dict[str, Any] = {}
+        if cfg.optimizer == "lbfgs":
+            self.kwargs = {
+                "memory_size": LBFGS_HISTORY,
+                "max_linesearch_steps": MAX_LINESEARCH_STEPS,
+            }
+        else:
+            self.kwargs = {"learning_rate": ADAM_LEARNING_RATE}
+
+    def _optimize(self):
+        result = optimize_image(
+            self.loss,
+            self.x0,
+            *self.args,
+            optimizer=self.cfg.optimizer,
+            steps=self.steps,
+            clip=False,
+            **self.kwargs,
+        )
+        return jax.block_until_ready(result)
+
+    def setup(self, log: Log) -> None:
+        t0 = time.perf_counter()
+        with _compile_seconds() as compiled:
+            result = self._optimize()
+        self.info["first_call_s"] = time.perf_counter() - t0
+        self.info["compile_s"] = compiled["seconds"]
+        # The FLOPs of one loss-and-gradient evaluation: a separate program, same function.
+        vg = jax.jit(jax.value_and_grad(self.loss)).lower(self.x0, *self.args).compile()
+        self.info["flops_per_eval"] = _xla_flops(vg)
+        self._record(result)
+        log(
+            f"[{self.key}] compiled in {self.info['compile_s']:.1f} s, first call "
+            f"{self.info['first_call_s']:.1f} s"
+        )
+
+    def _record(self, result) -> None:
+        losses = np.asarray(result.losses)
+        self.info["loss_start"] = float(losses[0])
+        self.info["loss_end"] = float(losses[-1])
+        self.info["iterations"] = int(np.asarray(result.evaluations).size)
+        evals = int(np.asarray(result.evaluations).sum())
+        # L-BFGS evaluates once at the start, then its line searches; Adam once an iteration.
+        self.info["evaluations"] = evals + 1 if self.cfg.optimizer == "lbfgs" else evals
+
+    def run(self) -> float:
+        t0 = time.perf_counter()
+        with _compile_seconds() as compiled:
+            result = self._optimize()
+        elapsed = time.perf_counter() - t0
+        self.info["timed_compile_events"] = (
+            self.info.get("timed_compile_events", 0) + compiled["events"]
+        )
+        self._record(result)
+        return elapsed
+
+
+def jax_loss_and_grad(loss: PerceptualLoss, image, params, targets, grams):
+    """One loss-and-gradient evaluation at the highest precision: the equal-work check."""
+    with jax.default_matmul_precision("highest"):
+        value, grad = jax.jit(jax.value_and_grad(loss))(jnp.asarray(image), params, targets, grams)
+    return float(value), np.asarray(grad)
+
+
+# ---------------------------------------------------------------------------------------
+# PyTorch reference.
+
+
+_TORCH_MEAN = (0.485, 0.456, 0.406)
+_TORCH_STD = (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def build_torch_vgg(params: dict, pooling: str, last_layer: str, *, inplace_relu: bool = True):
+    """VGG19's `features` Sequential up to `last_layer`, with gen_jax's parameters.
+
+    Args:
+      params: gen_jax VGG19 parameters, ``{"conv1_1": {"kernel": HWIO, "bias": [O]}}``.
+      pooling: "max" or "avg" (2x2, stride 2).
+      last_layer: the deepest layer kept (a gen_jax layer name, e.g. "relu5_1").
+      inplace_relu: ReLUs overwrite their conv's output (torchvision's choice; fine when no
+        conv output is read).
+
+    Returns:
+      (sequential, names): the `nn.Sequential` (torchvision's indices) and the gen_jax
+      name of each of its entries.
+    """
+    import torch
+    from torch import nn
+
+    names = vgg_layer_names(19)
+    names = names[: names.index(last_layer) + 1]
+    layers: list[nn.Module] = []
+    cin = 3
+    for name in names:
+        if name.startswith("conv"):
+            kernel = np.asarray(params[name]["kernel"], np.float32)  # [3, 3, I, O]
+            conv = nn.Conv2d(cin, kernel.shape[-1], 3, padding=1)
+            with torch.no_grad():
+                conv.weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()))
+                conv.bias.copy_(torch.from_numpy(np.array(params[name]["bias"], np.float32)))
+            layers.append(conv)
+            cin = kernel.shape[-1]
+        elif name.startswith("relu"):
+            layers.append(nn.ReLU(inplace=inplace_relu))
+        else:
+            layers.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2))
+    net = nn.Sequential(*layers)
+    net.requires_grad_(False)
+    return net, names
+
+
+class TorchStyleLoss:
+    """The objective of `PerceptualLoss`, written in PyTorch for NCHW images [1, 3, H, W]."""
+
+    def __init__(
+        self,
+        params: dict,
+        *,
+        preprocessing: str,
+        pooling: str,
+        content_layers: Sequence[str],
+        style_layers: Sequence[str],
+        style_layer_weights: Sequence[float],
+        alpha: float,
+        beta: float,
+        tv_weight: float,
+        device: Any,
+        channels_last: bool,
+    ):
+        import torch
+
+        self.torch, self.device = torch, device
+        self.content_layers, self.style_layers = tuple(content_layers), tuple(style_layers)
+        self.style_layer_weights = tuple(style_layer_weights)
+        self.alpha, self.beta, self.tv_weight = alpha, beta, tv_weight
+        self.preprocessing = preprocessing
+        self.wanted = set(self.content_layers) | set(self.style_layers)
+        order = vgg_layer_names(19)
+        last = max(self.wanted, key=order.index)
+        inplace = not any(n.startswith("conv") for n in self.wanted)
+        net, self.names = build_torch_vgg(params, pooling, last, inplace_relu=inplace)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.net = net.to(device, memory_format=self.memory_format).eval()
+        self.content_targets: dict[str, Any] = {}
+        self.style_grams: dict[str, Any] = {}
+
+    def _preprocess(self, x):
+        torch = self.torch
+        if self.preprocessing == "torch":
+            mean = torch.tensor(_TORCH_MEAN, device=x.device).view(1, 3, 1, 1)
+            std = torch.tensor(_TORCH_STD, device=x.device).view(1, 3, 1, 1)
+            return (x - mean) / std
+        if self.preprocessing == "caffe":
+            mean = torch.tensor(_CAFFE_MEAN_BGR, device=x.device).view(1, 3, 1, 1)
+            return x.flip(1) * 255.0 - mean
+        return x
+
+    def features(self, x) -> dict[str, Any]:
+        """The wanted activations of x [1, 3, H, W] (RGB in [0, 1])."""
+        h = self._preprocess(x).contiguous(memory_format=self.memory_format)
+        feats = {}
+        for name, layer in zip(self.names, self.net):
+            h = layer(h)
+            if name in self.wanted:
+                feats[name] = h
+        return feats
+
+    @staticmethod
+    def per_position_gram(f):
+        """G / M of a feature map [1, C, H, W]: [C, C]."""
+        c = f.shape[1]
+        flat = f.reshape(c, -1)
+        return flat @ flat.t() / flat.shape[1]
+
+    def set_targets(self, content, style) -> None:
+        """Content features and per-position style Grams, as `content_targets`/`style_grams`."""
+        with self.torch.no_grad():
+            cf = self.features(content)
+            self.content_targets = {n: cf[n].detach() for n in self.content_layers}
+            sf = self.features(style)
+            self.style_grams = {n: self.per_position_gram(sf[n]) for n in self.style_layers}
+
+    def __call__(self, x):
+        feats = self.features(x)
+        c = sum(
+            0.5 * (feats[n] - self.content_targets[n]).square().sum() for n in self.content_layers
+        )
+        s = 0.0
+        for n, w in zip(self.style_layers, self.style_layer_weights):
+            gram = self.per_position_gram(feats[n])
+            channels = gram.shape[0]
+            s = s + w * (gram - self.style_grams[n]).square().sum() / (4.0 * channels * channels)
+        total = self.alpha * c + self.beta * s
+        if self.tv_weight:
+            # Isotropic squared TV over the (H-1) x (W-1) positions with both neighbours.
+            dx = x[:, :, :-1, 1:] - x[:, :, :-1, :-1]
+            dy = x[:, :, 1:, :-1] - x[:, :, :-1, :-1]
+            total = total + self.tv_weight * (dx.square() + dy.square()).sum()
+        return total
+
+
+def torch_loss_and_grad(loss: TorchStyleLoss, image_hwc: np.ndarray) -> tuple[float, np.ndarray]:
+    """One loss-and-gradient evaluation at full float32 precision (no TF32), grad as HWC."""
+    torch = loss.torch
+    x = torch.from_numpy(image_hwc.transpose(2, 0, 1)[None].copy()).to(loss.device)
+    x.requires_grad_(True)
+    cuda = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = cuda[0].allow_tf32, cuda[1].allow_tf32
+    cuda[0].allow_tf32 = cuda[1].allow_tf32 = False
+    try:
+        value = loss(x)
+        value.backward()
+    finally:
+        cuda[0].allow_tf32, cuda[1].allow_tf32 = saved
+    return float(value.detach()), x.grad[0].permute(1, 2, 0).cpu().numpy()
+
+
+class _TorchRunner:
+    """PyTorch eager: `torch.optim.LBFGS` (strong Wolfe) or `torch.optim.Adam` on the pixels."""
+
+    key = TORCH_EAGER
+    name = "PyTorch eager"
+
+    def __init__(self, cfg: BenchConfig, loss: TorchStyleLoss, x0_hwc: np.ndarray, steps: int):
+        torch = loss.torch
+        self.torch, self.cfg, self.loss, self.steps = torch, cfg, loss, steps
+        self.x0 = torch.from_numpy(x0_hwc.transpose(2, 0, 1)[None].copy()).to(loss.device)
+        self.info: dict[str, Any] = {}
+
+    def _sync(self) -> None:
+        if self.loss.device.type == "cuda":
+            self.torch.cuda.synchronize(self.loss.device)
+
+    def _optimize(self, steps: int) -> dict[str, Any]:
+        torch = self.torch
+        x = self.x0.clone().requires_grad_(True)
+        trace = {"evaluations": 0, "losses": []}
+
+        def closure():
+            opt.zero_grad(set_to_none=True)
+            value = self.loss(x)
+            value.backward()
+            trace["evaluations"] += 1
+            trace["losses"].append(value.detach())
+            return value
+
+        if self.cfg.optimizer == "lbfgs":
+            # All iterations in one step() call, as in the usual style-transfer scripts: each
+            # iteration starts from the line search's last evaluation, none is repeated. The
+            # tolerances are off so that exactly `steps` iterations run, as in gen_jax.
+            opt = torch.optim.LBFGS(
+                [x],
+                lr=1.0,
+                max_iter=steps,
+                max_eval=1 + MAX_LINESEARCH_STEPS * steps,
+                tolerance_grad=0.0,
+                tolerance_change=0.0,
+                history_size=LBFGS_HISTORY,
+                line_search_fn="strong_wolfe",
+            )
+            opt.step(closure)
+            iterations = opt.state[x]["n_iter"]
+            with torch.no_grad():
+                last = self.loss(x)  # the line search does not keep its last loss
+        else:
+            opt = torch.optim.Adam([x], lr=ADAM_LEARNING_RATE)
+            for _ in range(steps):
+                opt.step(closure)
+            iterations = steps
+            with torch.no_grad():
+                last = self.loss(x)  # optimize_image also evaluates the final iterate
+        self._sync()
+        return {
+            "iterations": int(iterations),
+            "evaluations": trace["evaluations"],
+            "loss_start": float(trace["losses"][0]),
+            "loss_end": float(last),
+        }
+
+    def setup(self, log: Log) -> None:
+        t0 = time.perf_counter()
+        self._optimize(min(2, self.steps))
+        self.info["first_call_s"] = time.perf_counter() - t0
+        log(
+            f"[{self.key}] first {min(2, self.steps)} iteration(s) {self.info['first_call_s']:.1f} s"
+        )
+
+    def run(self) -> float:
+        self._sync()
+        t0 = time.perf_counter()
+        self.info.update(self._optimize(self.steps))
+        return time.perf_counter() - t0
+
+
+def _torch_importable() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _torch_device(
+    notes: list[str], num_threads: int | None = None
+) -> tuple[Any, dict[str, Any]] | None:
+    """PyTorch's device matching JAX's (None when there is none), and its facts."""
+    import torch
+
+    if num_threads is not None:
+        default = torch.get_num_threads()
+        torch.set_num_threads(num_threads)
+        notes.append(f"torch.set_num_threads({num_threads}) (default {default}).")
+    info: dict[str, Any] = {"version": torch.__version__, "num_threads": torch.get_num_threads()}
+    if jax.default_backend() == "gpu":
+        if not torch.cuda.is_available():
+            notes.append("PyTorch rows skipped: JAX runs on a GPU but PyTorch has no CUDA.")
+            return None
+        info["device"] = f"cuda ({torch.cuda.get_device_name(0)})"
+        # Fixed shapes: let cuDNN pick its fastest kernels, as XLA autotunes on compile.
+        torch.backends.cudnn.benchmark = True
+        notes.append(
+            "PyTorch on CUDA with torch.backends.cudnn.benchmark = True; both sides at their "
+            "default precision in the timings (TF32 convolutions in cuDNN and, by default, XLA)."
+        )
+        return torch.device("cuda"), info
+    info["device"] = "cpu"
+    return torch.device("cpu"), info
+
+
+# ---------------------------------------------------------------------------------------
+# The benchmark.
+
+
+def _schedulable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _describe_devices() -> dict[str, Any]:
+    dev = jax.devices()[0]
+    return {
+        "jax": {
+            "version": jax.__version__,
+            "platform": dev.platform,
+            "device_kind": dev.device_kind,
+            "device_count": jax.device_count(),
+        },
+        "cpu": {
+            "model": _cpu_model(),
+            "os_cpu_count": os.cpu_count(),
+            "schedulable_cores": _schedulable_cores(),
+        },
+    }
+
+
+def _relative(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(a), abs(b), 1e-30)
+
+
+def _make_losses(cfg: BenchConfig, module, params, torch_device, channels_last: bool):
+    """The gen_jax `PerceptualLoss` and, with a device, its PyTorch twin."""
+    weights = tuple(1.0 / len(GATYS_STYLE_LAYERS) for _ in GATYS_STYLE_LAYERS)
+    jax_loss = PerceptualLoss(
+        module,
+        content_layers=GATYS_CONTENT_LAYERS,
+        style_layers=GATYS_STYLE_LAYERS,
+        style_layer_weights=weights,
+        alpha=cfg.alpha,
+        beta=cfg.beta,
+        tv_weight=cfg.tv_weight,
+    )
+    if torch_device is None:
+        return jax_loss, None
+    torch_loss = TorchStyleLoss(
+        jax.device_get(params),
+        preprocessing=module.preprocessing,
+        pooling=cfg.pooling,
+        content_layers=GATYS_CONTENT_LAYERS,
+        style_layers=GATYS_STYLE_LAYERS,
+        style_layer_weights=weights,
+        alpha=cfg.alpha,
+        beta=cfg.beta,
+        tv_weight=cfg.tv_weight,
+        device=torch_device,
+        channels_last=channels_last,
+    )
+    return jax_loss, torch_loss
+
+
+def _targets(module, params, jax_loss, torch_loss, content, style):
+    """Targets on both sides, each computed by its own implementation of the network."""
+    targets = content_targets(module, params, content, jax_loss.content_layers)
+    grams = style_grams(module, params, style, jax_loss.style_layers)
+    if torch_loss is not None:
+        torch = torch_loss.torch
+
+        def nchw(a):
+            return torch.from_numpy(a.transpose(2, 0, 1)[None].copy()).to(torch_loss.device)
+
+        torch_loss.set_targets(nchw(content), nchw(style))
+    return targets, grams
+
+
+def equal_work_check(cfg, module, params, jax_loss, torch_loss, log: Log) -> dict[str, Any]:
+    """Loss and gradient of both implementations at one perturbed image of `check_size`."""
+    content, style, _ = load_images(cfg.check_size, cfg.seed)
+    targets, grams = _targets(module, params, jax_loss, torch_loss, content, style)
+    noise = np.random.default_rng(cfg.seed).uniform(-0.1, 0.1, content.shape).astype(np.float32)
+    image = np.clip(content + noise, 0.0, 1.0)  # off the content image: every term non-zero
+    j_value, j_grad = jax_loss_and_grad(jax_loss, image, params, targets, grams)
+    t_value, t_grad = torch_loss_and_grad(torch_loss, image)
+    grad_diff = float(np.linalg.norm(j_grad - t_grad) / max(np.linalg.norm(t_grad), 1e-30))
+    check = {
+        "size": cfg.check_size,
+        "loss_gen_jax": j_value,
+        "loss_torch": t_value,
+        "loss_rel_diff": _relative(j_value, t_value),
+        "grad_rel_l2_diff": grad_diff,
+        "rtol": CHECK_RTOL,
+    }
+    check["passed"] = bool(check["loss_rel_diff"] <= CHECK_RTOL and grad_diff <= 10 * CHECK_RTOL)
+    log(
+        f"[check] {cfg.check_size} px: loss gen_jax {j_value:.7g}, PyTorch {t_value:.7g} "
+        f"(rel. diff {check['loss_rel_diff']:.1e}); gradient rel. L2 diff {grad_diff:.1e}"
+    )
+    return check
+
+
+def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]:
+    """Measures both implementations at every size; returns all numbers as a JSON-able dict.
+
+    Args:
+      config: what to measure; `None` fields are filled by `BenchConfig.resolve`.
+      log: progress sink (default: print to stderr).
+
+    Returns:
+      {"config", "device", "images", "network", "check", "rows": [{"size", "key", "name",
+      "iterations", "evaluations", "iterations_per_s", "evaluations_per_s",
+      "flops_per_eval", "speedup_iterations", "speedup_evaluations", ...}], "notes"}.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    cfg = config.resolve()
+    notes: list[str] = []
+    device = _describe_devices()
+    use_torch = cfg.use_torch and _torch_importable()
+    if cfg.use_torch and not use_torch:
+        notes.append("PyTorch rows skipped: `import torch` failed.")
+    torch_device = None
+    if use_torch:
+        found = _torch_device(notes, cfg.torch_threads)
+        if found is not None:
+            torch_device, device["torch"] = found
+            if cfg.torch_channels_last:
+                notes.append("PyTorch activations in torch.channels_last (the image is NCHW).")
+
+    # The network is normalised on the images at the smallest size; the same parameters
+    # serve every size and both implementations.
+    content, style, image_desc = load_images(min(cfg.sizes), cfg.seed)
+    module, params, network = build_network(cfg, np.stack([content, style]))
+    jax_loss, torch_loss = _make_losses(cfg, module, params, torch_device, cfg.torch_channels_last)
+    log(
+        f"style transfer on {device['jax']['platform']} ({device['jax']['device_kind']}), "
+        f"{cfg.optimizer}, sizes {cfg.sizes}, iterations {cfg.iterations}; {network}"
+    )
+
+    check = None
+    if torch_loss is not None:
+        check = equal_work_check(cfg, module, params, jax_loss, torch_loss, log)
+        if not check["passed"]:
+            notes.append(
+                "EQUAL-WORK CHECK FAILED: the two implementations disagree beyond rtol "
+                f"{CHECK_RTOL}; the timings compare different computations."
+            )
+
+    rows = []
+    for size, steps in zip(cfg.sizes, cfg.iterations):
+        content, style, _ = load_images(size, cfg.seed)
+        targets, grams = _targets(module, params, jax_loss, torch_loss, content, style)
+        runners: list[Any] = [_JaxRunner(cfg, jax_loss, content, params, targets, grams, steps)]
+        if torch_loss is not None:
+            runners.append(_TorchRunner(cfg, torch_loss, content, steps))
+        log(f"== {size}x{size}, {steps} iteration(s)")
+        for runner in runners:
+            runner.setup(log)
+        # Interleaved repeats: both implementations see the same background load on average.
+        seconds: dict[str, list[float]] = {r.key: [] for r in runners}
+        for rep in range(cfg.repeats):
+            for runner in runners:
+                elapsed = runner.run()
+                seconds[runner.key].append(elapsed)
+                info = runner.info
+                log(
+                    f"[{runner.key}] {size} px repeat {rep + 1}/{cfg.repeats}: {elapsed:.2f} s, "
+                    f"{info['iterations']} it, {info['evaluations']} evals, "
+                    f"{info['iterations'] / elapsed:.3f} it/s"
+                )
+        flops = runners[0].info["flops_per_eval"]
+        size_rows = []
+        for runner in runners:
+            median = statistics.median(seconds[runner.key])
+            info = {k: v for k, v in runner.info.items() if k != "flops_per_eval"}
+            size_rows.append(
+                {
+                    "size": size,
+                    "key": runner.key,
+                    "name": runner.name,
+                    "seconds": median,
+                    "repeat_seconds": seconds[runner.key],
+                    "iterations_per_s": info["iterations"] / median,
+                    "evaluations_per_s": info["evaluations"] / median,
+                    "flops_per_eval": flops,
+                    "achieved_flops_per_s": flops * info["evaluations"] / median,
+                    **info,
+                }
+            )
+        reference = next((r for r in size_rows if r["key"] == TORCH_EAGER), None)
+        for row in size_rows:
+            for what in ("iterations", "evaluations"):
+                row[f"speedup_{what}"] = (
+                    row[f"{what}_per_s"] / reference[f"{what}_per_s"] if reference else None
+                )
+            if reference:
+                row["loss_start_rel_diff"] = _relative(
+                    row["loss_start"], size_rows[0]["loss_start"]
+                )
+        rows += size_rows
+
+    if any(r.get("timed_compile_events") for r in rows):
+        notes.append("gen_jax recompiled during timed runs (see timed_compile_events).")
+    return {
+        "config": dataclasses.asdict(cfg),
+        "device": device,
+        "images": image_desc,
+        "network": network,
+        "check": check,
+        "rows": rows,
+        "notes": notes,
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Output.
+
+
+def _fmt_ratio(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}x"
+
+
+def format_markdown(result: dict[str, Any]) -> str:
+    """The comparison table with its device, work and FLOP context."""
+    cfg, dev = result["config"], result["device"]
+    opt = {"lbfgs": "L-BFGS", "adam": "Adam"}[cfg["optimizer"]]
+    header = ("size", "implementation", "iterations", "evaluations", "s (median)",
+              "repeats min-max", "iterations/s", "evaluations/s", "vs PyTorch (it/s)",
+              "vs PyTorch (evals/s)", "achieved GFLOP/s", "loss start -> end")  # fmt: skip
+    lines = [
+        f"## Gatys style transfer through VGG19, {opt}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---:|---|" + "---:|" * (len(header) - 2),
+    ]
+    for row in result["rows"]:
+        reps = row["repeat_seconds"]
+        cells = (
+            f"{row['size']}",
+            row["name"],
+            f"{row['iterations']}",
+            f"{row['evaluations']}",
+            f"{row['seconds']:.2f}",
+            f"{min(reps):.2f}-{max(reps):.2f}",
+            f"{row['iterations_per_s']:.3f}",
+            f"{row['evaluations_per_s']:.3f}",
+            _fmt_ratio(row["speedup_iterations"]),
+            _fmt_ratio(row["speedup_evaluations"]),
+            f"{row['achieved_flops_per_s'] / 1e9:.1f}",
+            f"{row['loss_start']:.6g} -> {row['loss_end']:.6g}",
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+
+    check = result["check"]
+    if check is not None:
+        status = "passed" if check["passed"] else "FAILED"
+        lines += [
+            "",
+            (
+                f"Equal-work check ({status}): one loss-and-gradient evaluation at "
+                f"{check['size']}x{check['size']} (the content image plus uniform noise of "
+                "+-0.1), highest matmul/conv precision on both sides:"
+            ),
+            "",
+            "| quantity | gen_jax | PyTorch | relative difference |",
+            "|---|---:|---:|---:|",
+            (
+                f"| loss | {check['loss_gen_jax']:.9g} | {check['loss_torch']:.9g} | "
+                f"{check['loss_rel_diff']:.1e} (rtol {check['rtol']:g}) |"
+            ),
+            f"| gradient | | | {check['grad_rel_l2_diff']:.1e} (L2) |",
+        ]
+        by_size: dict[int, dict[str, float]] = {}
+        for row in result["rows"]:
+            by_size.setdefault(row["size"], {})[row["key"]] = row["loss_start"]
+        for size, losses in by_size.items():
+            if len(losses) == 2:
+                j, t = losses[GEN_JAX], losses[TORCH_EAGER]
+                lines.append(
+                    f"| loss at the start image, {size} px | {j:.9g} | {t:.9g} | "
+                    f"{_relative(j, t):.1e} |"
+                )
+
+    jd, cpu = dev["jax"], dev["cpu"]
+    facts = [
+        (
+            f"JAX {jd['version']}: platform `{jd['platform']}`, device_kind "
+            f"`{jd['device_kind']}` ({jd['device_count']} device(s)); XLA:CPU uses the "
+            f"{cpu['schedulable_cores']} schedulable cores"
+        ),
+    ]
+    if "torch" in dev:
+        td = dev["torch"]
+        facts.append(
+            f"PyTorch {td['version']} on {td['device']}, {td['num_threads']} CPU threads "
+            + ("(set by --torch-threads)" if cfg["torch_threads"] else "(its default)")
+        )
+    facts += [
+        (
+            f"CPU: {cpu['model']}, {cpu['schedulable_cores']} schedulable cores "
+            f"(os.cpu_count() = {cpu['os_cpu_count']})"
+        ),
+        f"network: {result['network']}; images: {result['images']}",
+        (
+            f"objective: alpha={cfg['alpha']:g} x content(relu4_2) + beta={cfg['beta']:g} x "
+            "mean of the Gram losses of relu1_1..relu5_1 (per-position Grams) + "
+            f"tv_weight={cfg['tv_weight']:g} x squared TV; start at the content image"
+        ),
+    ]
+    if cfg["optimizer"] == "lbfgs":
+        facts.append(
+            f"L-BFGS: history {LBFGS_HISTORY}, strong-Wolfe line search of at most "
+            f"{MAX_LINESEARCH_STEPS} evaluations per iteration (optax zoom line search in "
+            "`optimize_image`; `torch.optim.LBFGS(line_search_fn='strong_wolfe')`, all "
+            "iterations in one `step` call, tolerances 0); evaluations = loss-and-gradient "
+            "evaluations including the one at the start image; the two line searches differ "
+            "in their first trial step and bracketing, hence different evaluation counts"
+        )
+    else:
+        facts.append(
+            f"Adam(lr={ADAM_LEARNING_RATE}): one loss-and-gradient evaluation per iteration, "
+            "plus one forward pass at the final image on both sides"
+        )
+    flops = {r["size"]: r["flops_per_eval"] for r in result["rows"]}
+    facts.append(
+        "FLOPs of one loss-and-gradient evaluation (XLA cost analysis of the compiled "
+        "`value_and_grad`, 2 per multiply-add, taps on the zero padding not counted; used for "
+        "both rows): " + ", ".join(f"{s} px {f / 1e9:.1f} GFLOP" for s, f in flops.items())
+    )
+    facts.append(
+        f"timing: median of {cfg['repeats']} repeats of the whole optimisation (same start, "
+        "same work each repeat), repeats interleaved across implementations; ratios are "
+        "gen_jax over PyTorch eager at the same size"
+    )
+    untimed = []
+    for r in result["rows"]:
+        if "compile_s" in r:
+            untimed.append(
+                f"{r['size']} px gen_jax compile {r['compile_s']:.1f} s (first call "
+                f"{r['first_call_s']:.1f} s)"
+            )
+        elif "first_call_s" in r:
+            untimed.append(f"{r['size']} px PyTorch warm-up {r['first_call_s']:.1f} s")
+    facts.append("untimed: " + "; ".join(untimed))
+    facts += result["notes"]
+    lines += [""] + [f"- {fact}" for fact in facts]
+    return "\n".join(lines) + "\n"
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, found {text!r}"
+        ) from e
+
+
+def _parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace]:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.synthesis_speed",
+        description="Gatys style transfer through VGG19: gen_jax vs PyTorch eager.",
+    )
+    p.add_argument("--sizes", type=_int_list, default=(256, 512), help="square image sizes")
+    p.add_argument(
+        "--iterations",
+        type=_int_list,
+        default=None,
+        help="timed iterations per run, one count or one per size (default: ~12 x (256/S)^2 "
+        "on CPU, at least 2; ~200 x (256/S)^2 otherwise)",
+    )
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs")
+    p.add_argument(
+        "--weights", default=None, help="VGG19 weights (.h5 Keras notop or torchvision .pth)"
+    )
+    p.add_argument("--pooling", choices=("max", "avg"), default="max")
+    p.add_argument(
+        "--repeats", type=int, default=None, help="timed repeats (default: 3 on CPU, 5 otherwise)"
+    )
+    p.add_argument("--check_size", type=int, default=64, help="image size of the equal-work check")
+    p.add_argument("--alpha", type=float, default=1.0, help="content weight")
+    p.add_argument("--beta", type=float, default=1e3, help="style weight")
+    p.add_argument("--tv_weight", type=float, default=1.0, help="total-variation weight")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-torch", dest="use_torch", action="store_false", help="skip PyTorch")
+    p.add_argument(
+        "--torch-contiguous",
+        dest="torch_channels_last",
+        action="store_false",
+        help="PyTorch activations in NCHW contiguous format instead of channels_last",
+    )
+    p.add_argument(
+        "--torch-threads",
+        dest="torch_threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads(N) (default: leave PyTorch's default pool)",
+    )
+    p.add_argument(
+        "--out", default=None, help="write the markdown table here, and the JSON beside it"
+    )
+    args = p.parse_args(argv)
+    fields = {f.name for f in dataclasses.fields(BenchConfig)}
+    cfg = BenchConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    try:
+        cfg.validate()
+    except ValueError as e:
+        p.error(str(e))
+    # Fail now, not after minutes of timing, if the output cannot be written.
+    if args.out:
+        parent = os.path.dirname(os.path.abspath(args.out))
+        if not os.path.isdir(parent):
+            p.error(
+                f"--out {args.out}: expected a file in an existing directory, found no {parent}"
+            )
+    return cfg, args
+
+
+def json_path(markdown_path: str) -> str:
+    """The JSON file written beside the markdown one: FILE.md -> FILE.json."""
+    root, ext = os.path.splitext(markdown_path)
+    return (root if ext == ".md" else markdown_path) + ".json"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Entry point: runs the benchmark, prints the table, writes --out (.md) and its .json."""
+    config, args = _parse_args(argv)
+    result = run_benchmark(config)
+    table = format_markdown(result)
+    print(table)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(table)
+        with open(json_path(args.out), "w") as f:
+            json.dump(result, f, indent=2, allow_nan=True)
+            f.write("\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Tests for benchmarks/synthesis_speed.py: a tiny run end to end, and the PyTorch twin VGG.
+
+No timing assertions: the numbers only have to exist and be positive and finite.
+"""
+
+import json
+import math
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+# `benchmarks` is a top-level folder of the repository, not part of the installed package.
+_REPO_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+from benchmarks import synthesis_speed
+from gen_jax.models.vgg import VGG19, random_vgg_params
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+TINY_ARGS = ["--sizes", "32", "--iterations", "2", "--repeats", "1", "--check_size", "32"]
+
+
+def _positive_finite(x) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+def test_main_tiny_run_reports_both_rows(tmp_path):
+    out = tmp_path / "synthesis.md"
+    result = synthesis_speed.main(TINY_ARGS + ["--out", str(out)])
+
+    expected = ["gen_jax"] + (["torch_eager"] if torch else [])
+    assert [row["key"] for row in result["rows"]] == expected
+    for row in result["rows"]:
+        assert row["size"] == 32
+        assert row["iterations"] == 2
+        assert row["evaluations"] >= 2
+        for field in ("iterations_per_s", "evaluations_per_s", "flops_per_eval", "loss_start"):
+            assert _positive_finite(row[field]), (row["key"], field, row[field])
+        assert math.isfinite(row["loss_end"]) and row["loss_end"] < row["loss_start"]
+        if torch:
+            assert _positive_finite(row["speedup_iterations"]), row
+        else:
+            assert row["speedup_iterations"] is None
+    jax_row = result["rows"][0]
+    assert jax_row["compile_s"] > 0
+    assert jax_row["timed_compile_events"] == 0, "the timed runs recompiled"
+
+    if torch:
+        check = result["check"]
+        assert check["passed"], check
+        assert check["loss_rel_diff"] < synthesis_speed.CHECK_RTOL
+        # The same function at the same start image on both sides.
+        np.testing.assert_allclose(
+            result["rows"][1]["loss_start"], jax_row["loss_start"], rtol=1e-4
+        )
+    else:
+        assert result["check"] is None
+        assert any("import torch" in note for note in result["notes"])
+
+    table = out.read_text()
+    assert "| size | implementation | iterations | evaluations |" in table
+    assert all(row["name"] in table for row in result["rows"])
+    assert ("Equal-work check (passed)" in table) == bool(torch)
+    saved = json.loads(pathlib.Path(synthesis_speed.json_path(str(out))).read_text())
+    assert saved["rows"] == json.loads(json.dumps(result["rows"]))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--sizes", "8"],
+        ["--sizes", "32,64", "--iterations", "1,2,3"],
+        ["--optimizer", "sgd"],
+        ["--out", "/nonexistent_dir/x.md"],
+    ],
+)
+def test_main_rejects_bad_config_before_running(argv):
+    with pytest.raises(SystemExit):
+        synthesis_speed.main(argv)
+
+
+def test_resolve_spreads_iterations_over_sizes():
+    cfg = synthesis_speed.BenchConfig(sizes=(32, 64), iterations=(3,)).resolve()
+    assert cfg.iterations == (3, 3)
+    cfg = synthesis_speed.BenchConfig(sizes=(256, 512)).resolve()
+    assert len(cfg.iterations) == 2 and cfg.iterations[0] >= cfg.iterations[1] >= 2
+
+
+def test_json_path():
+    assert (
+        synthesis_speed.json_path("docs/bench/synthesis_cpu.md") == "docs/bench/synthesis_cpu.json"
+    )
+    assert synthesis_speed.json_path("out") == "out.json"
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_torch_vgg_matches_gen_jax(pooling):
+    """The PyTorch Sequential with converted parameters computes gen_jax's VGG19 maps."""
+    params = random_vgg_params(jax.random.key(0), 19)
+    layers = ("relu1_1", "relu3_1", "relu5_1")
+    x = jax.random.uniform(jax.random.key(1), (1, 32, 32, 3))
+    module = VGG19(pooling=pooling, preprocessing="none")
+    with jax.default_matmul_precision("highest"):
+        ours = module.apply({"params": params}, x, outputs=layers)
+    net, names = synthesis_speed.build_torch_vgg(jax.device_get(params), pooling, "relu5_1")
+    assert names[-1] == "relu5_1" and len(net) == len(names)
+    h = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
+    with torch.no_grad():
+        for name, layer in zip(names, net):
+            h = layer(h)
+            if name in layers:
+                np.testing.assert_allclose(
+                    h.numpy().transpose(0, 2, 3, 1), ours[name], rtol=1e-4, atol=1e-4
+                )
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+def test_torch_gram_matches_gen_jax():
+    from gen_jax.losses.perceptual import gram_matrix
+
+    f = np.random.default_rng(0).normal(size=(1, 5, 4, 3)).astype(np.float32)  # NHWC
+    ours = gram_matrix(jnp.asarray(f), "positions")[0]
+    theirs = synthesis_speed.TorchStyleLoss.per_position_gram(
+        torch.from_numpy(f.transpose(0, 3, 1, 2).copy())
+    )
+    np.testing.assert_allclose(theirs.numpy(), ours, rtol=1e-5, atol=1e-6)
