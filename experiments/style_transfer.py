@@ -56,8 +56,11 @@ class Config:
     style_layers: tuple[str, ...] = ()  # () -> Gatys' relu1_1 ... relu5_1
     style_layer_weights: tuple[str, ...] = ()  # () -> equal weights summing to 1
     alpha: float = 1.0
-    beta: float = 1e5
-    tv_weight: float = 0.0
+    # beta/alpha = 1e7 with a little TV: at 128 px the style loss falls 445x in 300 steps
+    # (1e5: 13x, the content term wins; tv 0: 368x, noisier). The random net's activations are
+    # normalised to mean 1, so Gatys' ratios for trained VGG (1e3-1e4) do not carry over.
+    beta: float = 1e7
+    tv_weight: float = 10.0
     init: str = "content"  # content | noise
     optimizer: str = "lbfgs"  # lbfgs | adam
     learning_rate: float = 0.0  # 0 -> the optimizer's default (Adam: 0.02)
