@@ -32,7 +32,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -48,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks.machine import describe_devices, schedulable_cores
 from gen_jax.data import epoch_batch_indices, to_signed_unit
 from gen_jax.losses import (
     minimax_discriminator_loss,
@@ -361,7 +361,7 @@ def _prepare_torch_threads(notes: list[str]) -> dict[str, Any]:
         notes.append("PyTorch on CUDA with torch.backends.cudnn.benchmark = True.")
     else:
         info["device"] = "cpu"
-        cores = _schedulable_cores()
+        cores = schedulable_cores()
         before = torch.get_num_threads()
         if before != cores:
             torch.set_num_threads(cores)
@@ -397,7 +397,7 @@ def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]
     use_torch = cfg.use_torch and _torch_importable()
     if cfg.use_torch and not use_torch:
         notes.append("PyTorch rows skipped: `import torch` failed.")
-    device = _describe_devices()
+    device = describe_devices()
     if use_torch:
         device["torch"] = _prepare_torch_threads(notes)
         if cfg.torch_channels_last:
@@ -504,41 +504,6 @@ def _make_state_fn(cfg: BenchConfig, channels: int):
         return state.replace(key=run_key)
 
     return create_state
-
-
-def _schedulable_cores() -> int:
-    """Cores this process may run on (what XLA:CPU sizes its pool by)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _describe_devices() -> dict[str, Any]:
-    dev = jax.devices()[0]
-    return {
-        "jax": {
-            "version": jax.__version__,
-            "platform": dev.platform,
-            "device_kind": dev.device_kind,
-            "device_count": jax.device_count(),
-        },
-        "cpu": {
-            "model": _cpu_model(),
-            "os_cpu_count": os.cpu_count(),
-            "schedulable_cores": _schedulable_cores(),
-        },
-    }
 
 
 # ---------------------------------------------------------------------------------------

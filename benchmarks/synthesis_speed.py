@@ -41,7 +41,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -56,6 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.machine import describe_devices
 from gen_jax.models.feature_nets import get_feature_net
 from gen_jax.models.vgg import vgg_layer_names
 from gen_jax.synthesis.optimize import optimize_image
@@ -577,40 +577,6 @@ def _torch_device(
 # The benchmark.
 
 
-def _schedulable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _describe_devices() -> dict[str, Any]:
-    dev = jax.devices()[0]
-    return {
-        "jax": {
-            "version": jax.__version__,
-            "platform": dev.platform,
-            "device_kind": dev.device_kind,
-            "device_count": jax.device_count(),
-        },
-        "cpu": {
-            "model": _cpu_model(),
-            "os_cpu_count": os.cpu_count(),
-            "schedulable_cores": _schedulable_cores(),
-        },
-    }
-
-
 def _relative(a: float, b: float) -> float:
     return abs(a - b) / max(abs(a), abs(b), 1e-30)
 
@@ -699,7 +665,7 @@ def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     cfg = config.resolve()
     notes: list[str] = []
-    device = _describe_devices()
+    device = describe_devices()
     use_torch = cfg.use_torch and _torch_importable()
     if cfg.use_torch and not use_torch:
         notes.append("PyTorch rows skipped: `import torch` failed.")

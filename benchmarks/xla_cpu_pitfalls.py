@@ -69,7 +69,7 @@ def scan_unrolling(k: int = 4) -> dict[str, float]:
     for name, unroll in [("scan, rolled", 1), ("scan, unrolled", True)]:
         chunk = make_train_chunk(train_step, lambda d, key, step: {"real": d}, k, unroll=unroll)
         # A fresh copy per call: the chunk donates its state argument.
-        run = lambda s, d, chunk=chunk: chunk(jax.tree.map(jnp.copy, s), d)  # noqa: E731
+        run = lambda s, d, chunk=chunk: chunk(jax.tree.map(jnp.copy, s), d)
         out[name] = _seconds(run, state, real) / k
     return out
 
