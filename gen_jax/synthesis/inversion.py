@@ -38,11 +38,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
 from gen_jax.losses.perceptual import total_variation
-from gen_jax.synthesis.optimize import optimize_image
+from gen_jax.synthesis.optimize import as_unit_image, optimize_image
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -173,19 +172,6 @@ def _layer_features(module, params, image, layer):
     return feats[layer][0]
 
 
-def _as_image(x: ArrayLike, name: str) -> np.ndarray:
-    """Validates an image ``[H, W, C]`` with float values in [0, 1], naming `name`."""
-    a = np.asarray(x)
-    if a.ndim != 3:
-        raise ValueError(f"{name} must be an image of shape [H, W, C]; got shape {a.shape}.")
-    if not np.issubdtype(a.dtype, np.floating):
-        raise ValueError(f"{name} must be float in [0, 1]; got dtype {a.dtype}.")
-    lo, hi = float(a.min()), float(a.max())
-    if lo < -1e-3 or hi > 1.0 + 1e-3:
-        raise ValueError(f"{name} must have values in [0, 1]; got range [{lo:.3g}, {hi:.3g}].")
-    return a.astype(np.float32)
-
-
 def invert_features(
     module,
     params,
@@ -264,7 +250,7 @@ def invert_features(
             f"alpha_norm_weight and tv_weight must be >= 0; got {alpha_norm_weight}, {tv_weight}."
         )
     if target_image is not None:
-        target_img = jnp.asarray(_as_image(target_image, "target_image"))
+        target_img = as_unit_image(target_image, "target_image")
         shape = tuple(target_img.shape)
         target = _layer_features(module, params, target_img, layer)
     else:
@@ -276,7 +262,7 @@ def invert_features(
         shape = (int(size[0]), int(size[1]), int(channels))
         target = jnp.asarray(target_features, jnp.float32)
     if init is not None:
-        x0 = jnp.asarray(_as_image(init, "init"))
+        x0 = as_unit_image(init, "init")
         if x0.shape != shape:
             raise ValueError(f"init must have the reconstruction's shape {shape}; got {x0.shape}.")
     else:

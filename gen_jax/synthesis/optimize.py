@@ -34,11 +34,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import lax
 from jax.typing import ArrayLike
 
-__all__ = ["OPTIMIZERS", "PARAMETRIZATIONS", "OptimizeResult", "optimize_image"]
+__all__ = ["OPTIMIZERS", "PARAMETRIZATIONS", "OptimizeResult", "as_unit_image", "optimize_image"]
 
 OPTIMIZERS = ("lbfgs", "adam")
 PARAMETRIZATIONS = ("pixels", "sigmoid")
@@ -46,6 +47,26 @@ PARAMETRIZATIONS = ("pixels", "sigmoid")
 # The sigmoid parametrisation starts from logit(x); pixels at exactly 0 or 1 would be -inf
 # or +inf, so the start is pulled this far inside the open interval.
 _SIGMOID_MARGIN = 1e-3
+
+
+def as_unit_image(x: ArrayLike, name: str, channels: int | None = None) -> jax.Array:
+    """Validates an image [H, W, C] of floats in [0, 1] (C = `channels` when given).
+
+    Raises:
+      ValueError: naming `name`, for another rank or channel count, an integer dtype, or
+        values outside [0, 1] (beyond a 1e-3 tolerance).
+    """
+    a = np.asarray(x)
+    if a.ndim != 3 or (channels is not None and a.shape[-1] != channels):
+        kind = "an RGB image" if channels == 3 else "an image"
+        shape = "[H, W, C]" if channels is None else f"[H, W, {channels}]"
+        raise ValueError(f"{name} must be {kind} of shape {shape}; got shape {a.shape}.")
+    if not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"{name} must be float in [0, 1]; got dtype {a.dtype}.")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < -1e-3 or hi > 1.0 + 1e-3:
+        raise ValueError(f"{name} must have values in [0, 1]; got range [{lo:.3g}, {hi:.3g}].")
+    return jnp.asarray(a, jnp.float32)
 
 
 class OptimizeResult(NamedTuple):

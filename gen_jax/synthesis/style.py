@@ -25,7 +25,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
 from gen_jax.losses.perceptual import (
@@ -35,7 +34,7 @@ from gen_jax.losses.perceptual import (
     total_variation,
 )
 from gen_jax.synthesis import color
-from gen_jax.synthesis.optimize import optimize_image
+from gen_jax.synthesis.optimize import as_unit_image, optimize_image
 
 __all__ = [
     "GATYS_CONTENT_LAYERS",
@@ -75,19 +74,6 @@ class SynthesisResult(NamedTuple):
     evaluations: jax.Array
     start: dict[str, float]
     end: dict[str, float]
-
-
-def _as_image(x: ArrayLike, name: str) -> jax.Array:
-    """Validates an RGB image [H, W, 3] with values in [0, 1], naming `name` in errors."""
-    a = np.asarray(x)
-    if a.ndim != 3 or a.shape[-1] != 3:
-        raise ValueError(f"{name} must be an RGB image of shape [H, W, 3]; got shape {a.shape}.")
-    if not np.issubdtype(a.dtype, np.floating):
-        raise ValueError(f"{name} must be float in [0, 1]; got dtype {a.dtype}.")
-    lo, hi = float(a.min()), float(a.max())
-    if lo < -1e-3 or hi > 1.0 + 1e-3:
-        raise ValueError(f"{name} must have values in [0, 1]; got range [{lo:.3g}, {hi:.3g}].")
-    return jnp.asarray(a, jnp.float32)
 
 
 def _weights(weights: Sequence[float] | None, layers: Sequence[str], name: str) -> tuple:
@@ -140,7 +126,7 @@ def content_targets(
     layers = tuple(layers)
     if not layers:
         return {}
-    return _content_features(module, params, _as_image(content, "content"), layers)
+    return _content_features(module, params, as_unit_image(content, "content", channels=3), layers)
 
 
 def style_grams(module, params, style: ArrayLike, layers: Sequence[str]) -> dict[str, jax.Array]:
@@ -160,7 +146,7 @@ def style_grams(module, params, style: ArrayLike, layers: Sequence[str]) -> dict
     layers = tuple(layers)
     if not layers:
         return {}
-    return _per_position_grams(module, params, _as_image(style, "style"), layers)
+    return _per_position_grams(module, params, as_unit_image(style, "style", channels=3), layers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,17 +288,17 @@ def style_transfer(
             f"preserve_color must be a bool or one of {PRESERVE_COLOR_MODES}; "
             f"got {preserve_color!r}."
         )
-    content_img = _as_image(content, "content")
+    content_img = as_unit_image(content, "content", channels=3)
     if isinstance(init, str):
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS} or an image; got {init!r}.")
     else:
-        init = _as_image(init, "init")
+        init = as_unit_image(init, "init", channels=3)
         if init.shape != content_img.shape:
             raise ValueError(
                 f"init must have the content's shape {content_img.shape}; got {init.shape}."
             )
-    style_img = _as_image(style, "style")
+    style_img = as_unit_image(style, "style", channels=3)
     content_layers, style_layers = tuple(content_layers), tuple(style_layers)
     if not content_layers and not style_layers:
         raise ValueError("style_transfer needs at least one content or style layer.")
@@ -406,13 +392,13 @@ def texture_synthesis(
       Gatys, Ecker & Bethge, Texture Synthesis Using Convolutional Neural Networks, 2015
       (arXiv:1505.07376).
     """
-    source_img = _as_image(source, "source")
+    source_img = as_unit_image(source, "source", channels=3)
     layers = tuple(layers)
     if not layers:
         raise ValueError("texture_synthesis needs at least one layer.")
     weights = _weights(layer_weights, layers, "layer_weights")
     if init is not None:
-        x0 = _as_image(init, "init")
+        x0 = as_unit_image(init, "init", channels=3)
     else:
         if size is None:
             shape = source_img.shape[:2]
