@@ -40,3 +40,16 @@ def test_fgsm_smoke_writes_curve_examples_and_results(tmp_path):
         with Image.open(tmp_path / name) as image:
             assert image.format == "PNG"
     assert json.loads((tmp_path / "results.json").read_text())["eps"] == list(smoke.eps)
+
+
+def test_fgsm_unknown_dataset_is_refused_before_anything_is_written(tmp_path):
+    workdir = tmp_path / "run"
+    with pytest.raises(ValueError, match="--dataset"):
+        fgsm.main(["--workdir", str(workdir), "--smoke", "--dataset", "cifar10"])
+    assert not workdir.exists()
+
+
+def test_fgsm_negative_eps_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="--eps"):
+        fgsm.main(["--workdir", str(tmp_path / "run"), "--smoke", "--eps", "0,-0.1"])
+    assert not (tmp_path / "run").exists()
