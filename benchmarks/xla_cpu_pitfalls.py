@@ -7,6 +7,9 @@
    at batch 64, 16x16x256 -> 32x32x128.
 2. A 28x28 DCGAN train step (batch 64) dispatched alone, and inside a K=4 `lax.scan`
    rolled (unroll=1) and fully unrolled.
+3. The input and kernel gradients of one 3x3 stride-1 convolution (1x128x128x64 -> 64),
+   at top level and inside a 3-step `lax.scan`, with JAX's own transpose rule
+   (`lax.conv_general_dilated`) and with `gen_jax.nn.conv.conv_general_dilated`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import optax
 
 from gen_jax import losses
 from gen_jax.models.dcgan import DCGANDiscriminator28, DCGANGenerator28
+from gen_jax.nn.conv import conv_general_dilated
 from gen_jax.nn.conv_transpose import PhaseConvTranspose
 from gen_jax.train.state import create_gan_state
 from gen_jax.train.steps import make_train_chunk, make_train_step, normal_latent
@@ -74,12 +78,40 @@ def scan_unrolling(k: int = 4) -> dict[str, float]:
     return out
 
 
+def conv_gradients_in_loops(size: int = 128, channels: int = 64) -> dict[str, float]:
+    """Seconds per gradient of one 3x3 conv, at top level and per iteration of a scan."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (1, size, size, channels))
+    w = jax.random.normal(jax.random.PRNGKey(1), (3, 3, channels, channels)) * 0.05
+    out = {}
+    for impl, conv in [("lax", jax.lax.conv_general_dilated), ("gen_jax", conv_general_dilated)]:
+
+        def loss(x, w, conv=conv):
+            y = conv(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            return jnp.sum(jnp.sin(y))
+
+        for wrt, argnum in [("input", 0), ("kernel", 1)]:
+            grad = jax.grad(loss, argnums=argnum)
+            out[f"{wrt} gradient, {impl}, top level"] = _seconds(jax.jit(grad), x, w)
+
+            def descend(x, w, grad=grad, argnum=argnum):
+                def body(p, _):
+                    g = grad(*p)
+                    return (p[0] - 1e-3 * g, p[1]) if argnum == 0 else (p[0], p[1] - 1e-3 * g), None
+
+                return jax.lax.scan(body, (x, w), None, length=3)[0]
+
+            out[f"{wrt} gradient, {impl}, in a scan"] = _seconds(jax.jit(descend), x, w) / 3
+    return out
+
+
 def main() -> None:
     print(f"device: {jax.devices()[0].platform} ({jax.devices()[0].device_kind})")
     for name, sec in conv_transpose_kernel_grad().items():
         print(f"kernel gradient, {name:28s} {sec:8.3f} s")
     for name, sec in scan_unrolling().items():
         print(f"28x28 DCGAN step, {name:26s} {sec:8.3f} s/step")
+    for name, sec in conv_gradients_in_loops().items():
+        print(f"3x3 conv, {name:34s} {sec:8.4f} s")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import scipy.fft
 
 from gen_jax.models.vgg import PREPROCESSINGS, preprocess
+from gen_jax.nn.conv import conv_general_dilated
 
 __all__ = [
     "MULTISCALE_SIZES",
@@ -219,7 +220,7 @@ class MultiscaleRandomFeatures(nn.Module):
         pre = {}
         direct = [k for k in needed if k < self.fft_min_size]
         for k in direct:
-            pre[k] = jax.lax.conv_general_dilated(
+            pre[k] = conv_general_dilated(
                 x.astype(self.dtype),
                 kernels[k].astype(self.dtype),
                 window_strides=(1, 1),

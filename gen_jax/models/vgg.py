@@ -48,6 +48,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gen_jax.nn.conv import conv_general_dilated
+
 __all__ = [
     "PREPROCESSINGS",
     "VGG",
@@ -239,6 +241,8 @@ class VGG(nn.Module):
                     padding=((1, 1), (1, 1)),
                     dtype=self.dtype,
                     param_dtype=self.param_dtype,
+                    # Fast gradients inside L-BFGS's and scan's loops on XLA:CPU.
+                    conv_general_dilated=conv_general_dilated,
                     name=name,
                 )(x)
             elif kind == "relu":

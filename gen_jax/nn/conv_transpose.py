@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gen_jax.nn.conv import conv_general_dilated
+
 Dtype = Any
 
 # Per spatial axis, with flax's kernel orientation: output phase 0 at 2i reads
@@ -54,7 +56,7 @@ class PhaseConvTranspose(nn.Module):
             for rx in range(2):
                 k = kernel[_TAPS[ry]][:, _TAPS[rx]]
                 cols.append(
-                    jax.lax.conv_general_dilated(
+                    conv_general_dilated(
                         x,
                         k,
                         (1, 1),

@@ -134,9 +134,11 @@ def _count_primitive(jaxpr, name):
         count += eqn.primitive.name == name
         for sub in jax.core.subjaxprs(eqn) if hasattr(jax.core, "subjaxprs") else ():
             count += _count_primitive(sub, name)
-        if "jaxpr" in eqn.params:
-            inner = eqn.params["jaxpr"]
-            count += _count_primitive(getattr(inner, "jaxpr", inner), name)
+        # pjit's "jaxpr", custom_vjp's "call_jaxpr" (gen_jax.nn.conv's convolutions).
+        for key in ("jaxpr", "call_jaxpr"):
+            if key in eqn.params:
+                inner = eqn.params[key]
+                count += _count_primitive(getattr(inner, "jaxpr", inner), name)
     return count
 
 
