@@ -61,7 +61,7 @@ class Config:
     n_critic: int = 1
     ema_decay: float = 0.999
     use_ema: bool = True
-    chunk_steps: int = 50 if _ON_GPU else 6  # XLA:CPU unrolls the chunk: keep it short
+    chunk_steps: int = 50 if _ON_GPU else 6  # steps per compiled chunk (progress, checkpoints)
     sample_every: int = 2_000 if _ON_GPU else 300
     checkpoint_every: int = 2_000 if _ON_GPU else 300
     limit_examples: int = 0  # Use only the first N training images (0: all).

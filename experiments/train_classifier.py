@@ -74,7 +74,7 @@ class Config:
     warmup_steps: int = 200
     weight_decay: float = 1e-4
     max_shift: int = -1  # random translation in pixels; -1: the dataset's default
-    chunk_steps: int = 10  # XLA:CPU unrolls the chunk (see make_train_chunk): keep it short
+    chunk_steps: int = 10  # steps per compiled chunk (one lax.scan)
     eval_every: int = 1_000
     checkpoint_every: int = 1_000
     limit_examples: int = 0  # train on the first N examples only (0: all)

@@ -48,6 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from gen_jax.nn.conv import conv_general_dilated
+
 __all__ = [
     "PRETRAINED_CLASSIFIERS",
     "Classifier",
@@ -120,6 +122,8 @@ class Classifier(nn.Module):
                 use_bias=False,
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
+                # Gradients that stay fast inside loops on XLA:CPU (training chunks, BIM).
+                conv_general_dilated=conv_general_dilated,
                 name=f"conv{i}",
             )(x)
             x = nn.BatchNorm(

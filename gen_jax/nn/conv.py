@@ -1,11 +1,10 @@
-"""A stride-1 convolution whose gradients stay fast inside XLA:CPU loops.
+"""A convolution whose gradients stay fast inside XLA:CPU loops.
 
 `conv_general_dilated` is a drop-in for `jax.lax.conv_general_dilated` (and for the
 `conv_general_dilated` field of `flax.linen.Conv`). On its fast path (NHWC input, HWIO
-kernel, stride 1, no dilation, one feature group, explicit padding with 0 <= pad <= k - 1
-per side) the forward pass is the same `lax` convolution, and the backward pass is written
-out as two ordinary convolutions in canonical form (Dumoulin & Visin 2016,
-arXiv:1603.07285, Sec. 4):
+kernel, any stride, no dilation, one feature group, padding >= 0) the forward pass is a
+stride-1 `lax` convolution, and the backward pass is written out as two ordinary
+convolutions in canonical form (Dumoulin & Visin 2016, arXiv:1603.07285, Sec. 4):
 
 * the input gradient is the output gradient convolved with the kernel flipped in space and
   transposed in channels (HWOI -> HWIO, made an explicit array), padded k - 1 - pad;
@@ -17,9 +16,14 @@ Why: JAX's automatic transpose rule emits the same two products as convolutions 
 dimension labels XLA:CPU canonicalises only at the top level of a program. Inside a
 `while` body (`lax.scan`, `lax.while_loop`, optax's L-BFGS line search) they run on a slow
 generic path: `python -m benchmarks.xla_cpu_pitfalls` measures the input gradient of one
-1x128x128x64 -> 64 convolution at 2.8x, and the kernel gradient at 28x, the time of this
-form in a loop (one core). Outside loops the two forms take the same time. Every other configuration
-falls back to `lax.conv_general_dilated` unchanged.
+1x128x128x64 -> 64 convolution at about 3x, and the kernel gradient at about 30x, the
+time of this form in a loop (one core). Outside loops the two forms take the same time.
+
+A strided convolution (or one padded by more than k - 1) first becomes a VALID stride-1
+one by space-to-depth: phase r of every stride-s window moves into the channels, and the
+kernel is regrouped to match (with zero taps where s does not divide k). Every other
+configuration (dilations, feature groups, other layouts) falls back to
+`lax.conv_general_dilated` unchanged.
 """
 
 from __future__ import annotations
@@ -37,11 +41,13 @@ __all__ = ["conv_general_dilated", "explicit_padding", "fast_path_applies", "ker
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
-def explicit_padding(padding: Any, in_shape, kernel_shape) -> tuple[tuple[int, int], ...] | None:
+def explicit_padding(
+    padding: Any, in_shape, kernel_shape, strides: Sequence[int] = (1, 1)
+) -> tuple[tuple[int, int], ...] | None:
     """Padding as ((lo, hi), (lo, hi)), or None when it is not a form we handle."""
     if isinstance(padding, str):
         try:
-            pads = lax.padtype_to_pads(in_shape[1:3], kernel_shape[:2], (1, 1), padding)
+            pads = lax.padtype_to_pads(in_shape[1:3], kernel_shape[:2], tuple(strides), padding)
         except (TypeError, ValueError):
             return None
         return tuple((int(lo), int(hi)) for lo, hi in pads)
@@ -85,12 +91,41 @@ def fast_path_applies(
         return False
     if not (_is_nhwc(dimension_numbers) and feature_group_count == 1 and batch_group_count == 1):
         return False
-    if not (_is_unit(window_strides) and _is_unit(lhs_dilation) and _is_unit(rhs_dilation)):
+    if not (_is_unit(lhs_dilation) and _is_unit(rhs_dilation)):
         return False
-    pads = explicit_padding(padding, lhs_shape, rhs_shape)
-    if pads is None:
+    strides = tuple(int(s) for s in window_strides)
+    if len(strides) != 2 or min(strides) < 1:
         return False
-    return all(0 <= p <= k - 1 for (lo, hi), k in zip(pads, rhs_shape[:2]) for p in (lo, hi))
+    pads = explicit_padding(padding, lhs_shape, rhs_shape, strides)
+    if pads is None or min(p for pair in pads for p in pair) < 0:
+        return False
+    # At least one output pixel.
+    return all(n + lo + hi >= k for n, (lo, hi), k in zip(lhs_shape[1:3], pads, rhs_shape[:2]))
+
+
+def _space_to_depth(x, w, strides, pads):
+    """A strided (or over-padded) convolution as a VALID stride-1 one: (x', w').
+
+    With stride s, tap t = s q + r reads x_pad[s (i + q) + r]: phase r of the padded input
+    (its pixels s m + r, moved into channels) convolved at stride 1 with the taps
+    w[s q + r] (zero past the kernel). The output has the strided convolution's size.
+    """
+    b, _, _, c = x.shape
+    kh, kw, _, k = w.shape
+    sh, sw = strides
+    qh, qw = -(-kh // sh), -(-kw // sw)
+    x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    hp, wp = x.shape[1:3]
+    ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+    # Whole phases: rows past the padded input only meet the zero taps.
+    rows, cols = (ho + qh - 1) * sh, (wo + qw - 1) * sw
+    x = jnp.pad(x, ((0, 0), (0, max(rows - hp, 0)), (0, max(cols - wp, 0)), (0, 0)))
+    x = x[:, :rows, :cols]
+    x = x.reshape(b, rows // sh, sh, cols // sw, sw, c).transpose(0, 1, 3, 2, 4, 5)
+    x = x.reshape(b, rows // sh, cols // sw, sh * sw * c)
+    w = jnp.pad(w, ((0, qh * sh - kh), (0, qw * sw - kw), (0, 0), (0, 0)))
+    w = w.reshape(qh, sh, qw, sw, c, k).transpose(0, 2, 1, 3, 4, 5).reshape(qh, qw, sh * sw * c, k)
+    return x, w
 
 
 def _forward(x, w, pads, precision, preferred_element_type):
@@ -183,9 +218,10 @@ def conv_general_dilated(
     """`lax.conv_general_dilated`, with loop-friendly gradients on the fast path.
 
     Same arguments and result as `jax.lax.conv_general_dilated`. When
-    `fast_path_applies(...)` (NHWC/HWIO, stride 1, no dilation, one group, 0 <= pad <= k-1)
-    the gradients are the canonical convolutions of the module docstring; otherwise this
-    is `lax.conv_general_dilated` itself.
+    `fast_path_applies(...)` (NHWC/HWIO, no dilation, one group, padding >= 0) the
+    gradients are the canonical convolutions of the module docstring (a strided
+    convolution first becomes a stride-1 one by space-to-depth); otherwise this is
+    `lax.conv_general_dilated` itself.
     """
     if not fast_path_applies(
         lhs.shape,
@@ -211,7 +247,14 @@ def conv_general_dilated(
             precision=precision,
             preferred_element_type=preferred_element_type,
         )
-    pads = explicit_padding(padding, lhs.shape, rhs.shape)
+    strides = tuple(int(s) for s in window_strides)
+    pads = explicit_padding(padding, lhs.shape, rhs.shape, strides)
     if isinstance(precision, list):
         precision = tuple(precision)
+    kh, kw = rhs.shape[:2]
+    if strides != (1, 1) or not all(
+        p <= k - 1 for (lo, hi), k in zip(pads, (kh, kw)) for p in (lo, hi)
+    ):
+        lhs, rhs = _space_to_depth(lhs, rhs, strides, pads)
+        pads = ((0, 0), (0, 0))
     return _conv(lhs, rhs, pads, precision, preferred_element_type)

@@ -101,10 +101,35 @@ def test_gradients_inside_scan_match():
 
 
 @pytest.mark.parametrize(
+    "strides,kernel,padding,size",
+    [
+        ((2, 2), (4, 4), ((1, 1), (1, 1)), (14, 14)),  # DCGAN's discriminator
+        ((2, 2), (3, 3), "SAME", (9, 8)),  # odd sizes, s does not divide k
+        ((2, 2), (5, 5), "SAME", (28, 28)),  # the classifier's convolutions
+        ((3, 2), (4, 3), ((2, 0), (1, 3)), (11, 10)),
+        ((1, 1), (3, 3), ((3, 3), (1, 4)), (6, 5)),  # padded by more than k - 1
+        ((2, 2), (2, 2), "VALID", (7, 7)),  # drops the last row and column
+    ],
+)
+def test_strided_and_overpadded_convolutions_match_lax(strides, kernel, padding, size):
+    x = jax.random.normal(jax.random.PRNGKey(9), (2, *size, 3))
+    w = jax.random.normal(jax.random.PRNGKey(10), (*kernel, 3, 5))
+    kw = {"window_strides": strides, "padding": padding, "dimension_numbers": DN}
+    assert fast_path_applies(x.shape, w.shape, **kw)
+    ours, ref = _pair(x, w, **kw)
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+    g = jax.random.normal(jax.random.PRNGKey(11), ours.shape)
+    _, vjp_ours = jax.vjp(lambda x, w: conv_general_dilated(x, w, **kw), x, w)
+    _, vjp_ref = jax.vjp(lambda x, w: lax.conv_general_dilated(x, w, **kw), x, w)
+    for a, b in zip(vjp_ours(g), vjp_ref(g)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
     "kwargs",
     [
-        {"window_strides": (2, 2), "padding": ((1, 1), (1, 1)), "dimension_numbers": DN},
-        {"window_strides": (1, 1), "padding": ((3, 3), (1, 1)), "dimension_numbers": DN},
+        {"window_strides": (1, 1), "padding": ((-1, 1), (1, 1)), "dimension_numbers": DN},
         {"window_strides": (1, 1), "padding": ((1, 1), (1, 1)), "dimension_numbers": None},
         {
             "window_strides": (1, 1),
