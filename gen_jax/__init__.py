@@ -2,7 +2,7 @@
 
 The public API, re-exported here; submodules hold the rest:
 
-  gen_jax.losses      pure adversarial losses (per-example, over logits of any shape)
+  gen_jax.losses      pure adversarial losses and the R1 penalty (per-example values)
   gen_jax.data        IDX/Fashion-MNIST sources, 2-D mixtures, on-device batching
   gen_jax.models      Flax modules (MLP GAN, DCGAN)
   gen_jax.nn          reusable layers

@@ -16,6 +16,7 @@ from gen_jax.losses.adversarial import (
     wasserstein_discriminator_loss,
     wasserstein_generator_loss,
 )
+from gen_jax.losses.penalties import r1_penalty
 from gen_jax.losses.perceptual import (
     GRAM_NORMALIZATIONS,
     content_loss,
@@ -40,6 +41,7 @@ __all__ = [
     "minimax_generator_loss",
     "non_saturating_discriminator_loss",
     "non_saturating_generator_loss",
+    "r1_penalty",
     "style_layer_loss",
     "total_variation",
     "wasserstein_discriminator_loss",

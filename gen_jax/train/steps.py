@@ -12,7 +12,8 @@ once per K steps and the input pipeline leaves the hot path.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +21,7 @@ import optax
 from jax.sharding import Mesh
 
 from gen_jax import parallel
+from gen_jax.losses.penalties import r1_penalty
 from gen_jax.train.state import GANState, stream_keys
 
 Batch = Mapping[str, jax.Array]
@@ -58,6 +60,7 @@ def make_train_step(
     n_critic: int = 1,
     ema_decay: float = 0.999,
     discriminator_loss_kwargs: Mapping[str, Any] | None = None,
+    r1_gamma: float = 0.0,
 ) -> Callable[[GANState, Batch], tuple[GANState, Metrics]]:
     """Builds `train_step(state, batch) -> (state, metrics)` for the alternating GAN game.
 
@@ -70,16 +73,22 @@ def make_train_step(
         min(ema_decay, (1 + t) / (10 + t)) so short runs are not dominated by the init;
         ignored when the state keeps no average.
       discriminator_loss_kwargs: static extras for the D loss (e.g. label_smoothing).
+      r1_gamma: weight of the R1 penalty (Mescheder et al. 2018, arXiv:1801.04406): D
+        minimises its loss plus `r1_gamma / 2 * mean ||grad_x D(x)||^2` over the real
+        examples (`losses.r1_penalty`); 0 (the default) leaves it out of the program.
 
     Returns:
       A pure function of (state, batch), where batch["real"] is [n_critic, B, ...]. The D
       updates touch only D's params, optimizer state and statistics; the G update touches
       only G's (D runs in train mode there, but its statistic updates are discarded).
       Metrics are scalars: d/loss, d/real_logit, d/fake_logit, d/grad_norm (means over the
-      n_critic updates), g/loss, g/fake_logit, g/grad_norm.
+      n_critic updates), g/loss, g/fake_logit, g/grad_norm; with `r1_gamma > 0` also d/r1
+      (the mean squared gradient norm, unweighted). d/loss is the adversarial loss alone.
     """
     if n_critic < 1:
         raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+    if r1_gamma < 0:
+        raise ValueError(f"r1_gamma must be >= 0, got {r1_gamma}")
     d_kwargs = dict(discriminator_loss_kwargs or {})
 
     def d_update(state: GANState, xs):
@@ -93,9 +102,17 @@ def make_train_step(
             real_logits, stats = _apply(state.discriminator, d_params, state.d_batch_stats, real)
             fake_logits, stats = _apply(state.discriminator, d_params, stats, fake)
             loss = jnp.mean(discriminator_loss(real_logits, fake_logits, **d_kwargs))
-            return loss, (stats, real_logits, fake_logits)
+            aux = {"loss": loss}
+            if r1_gamma:
+                # A third train-mode forward whose statistic updates are dropped.
+                def d_fn(x):
+                    return _apply(state.discriminator, d_params, state.d_batch_stats, x)[0]
 
-        (loss, (stats, real_logits, fake_logits)), grads = jax.value_and_grad(
+                aux["r1"] = jnp.mean(r1_penalty(d_fn, real))
+                loss = loss + 0.5 * r1_gamma * aux["r1"]
+            return loss, (stats, real_logits, fake_logits, aux)
+
+        (_, (stats, real_logits, fake_logits, aux)), grads = jax.value_and_grad(
             loss_fn, has_aux=True
         )(state.d_params)
         updates, d_opt_state = state.d_tx.update(grads, state.d_opt_state, state.d_params)
@@ -105,7 +122,7 @@ def make_train_step(
             d_batch_stats=stats,
         )
         metrics = {
-            "d/loss": loss,
+            **{f"d/{k}": v for k, v in aux.items()},
             "d/real_logit": _mean_logit(real_logits),
             "d/fake_logit": _mean_logit(fake_logits),
             "d/grad_norm": optax.global_norm(grads),

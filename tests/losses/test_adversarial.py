@@ -248,7 +248,7 @@ _D_EXTREME_CASES = [(k, {}) for k in FAMILIES] + [("minimax", {"label_smoothing"
 )
 def test_discriminator_finite_value_and_grad_at_extremes(family, kwargs):
     _, d_fn = adv.get_gan_loss(family)
-    loss = lambda r, f: d_fn(r, f, **kwargs).sum()  # noqa: E731
+    loss = lambda r, f: d_fn(r, f, **kwargs).sum()
     value, grads = jax.value_and_grad(loss, argnums=(0, 1))(EXTREME_R, EXTREME_F)
     chex.assert_tree_all_finite((d_fn(EXTREME_R, EXTREME_F, **kwargs), value, grads))
 
@@ -353,10 +353,11 @@ def test_get_gan_loss_unknown_name():
 
 
 def test_package_reexports():
-    from gen_jax.losses import perceptual
+    from gen_jax.losses import penalties, perceptual
 
-    assert set(losses.__all__) == set(adv.__all__) | set(perceptual.__all__)
-    for module in (adv, perceptual):
+    modules = (adv, penalties, perceptual)
+    assert set(losses.__all__) == set().union(*(m.__all__ for m in modules))
+    for module in modules:
         for name in module.__all__:
             assert getattr(losses, name) is getattr(module, name)
 

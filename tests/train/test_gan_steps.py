@@ -337,3 +337,50 @@ def test_chunk_equals_manual_steps_and_unroll_does_not_matter(mlp_step, mlp_stat
     for other, other_metrics in ((rolled, rolled_metrics), (unrolled, unrolled_metrics)):
         _leaves_close(other, state, rtol=1e-5, atol=1e-5)
         _leaves_close(other_metrics, manual_metrics, rtol=1e-5, atol=1e-5)
+
+
+# --- The R1 penalty: an extra term in D's loss, and nothing else. ----------------------------
+
+
+def test_r1_penalty_changes_only_the_discriminator_update():
+    # D by plain SGD(lr 1), G frozen: D's new params must differ from the unpenalised step's
+    # by exactly -gamma/2 * grad_params(mean ||grad_x D||^2); G's must not move at all.
+    gamma = 3.0
+    state = create_gan_state(
+        jax.random.PRNGKey(0),
+        TinyMLPGenerator(out_dim=2),
+        TinyMLPDiscriminator(pack=2),
+        _frozen_adam(),
+        optax.sgd(1.0),
+        jnp.zeros((B, LATENT)),
+        jnp.zeros((B, 2)),
+        use_ema=False,
+    )
+    batch = _real(1)
+    plain, plain_metrics = jax.jit(_mlp_step())(state, batch)
+    penalised, metrics = jax.jit(_mlp_step(r1_gamma=gamma))(state, batch)
+
+    assert set(metrics) == METRIC_KEYS | {"d/r1"}
+    assert float(metrics["d/r1"]) > 0
+    # d/loss is the adversarial term alone, the same before the update in both steps.
+    np.testing.assert_allclose(metrics["d/loss"], plain_metrics["d/loss"], rtol=1e-6)
+
+    def mean_r1(d_params):
+        def d_fn(x):
+            return state.discriminator.apply({"params": d_params}, x)
+
+        return jnp.mean(losses.r1_penalty(d_fn, batch["real"][0]))
+
+    np.testing.assert_allclose(metrics["d/r1"], mean_r1(state.d_params), rtol=1e-5)
+    r1_grads = jax.grad(mean_r1)(state.d_params)
+    expected = jax.tree.map(lambda p, g: p - 0.5 * gamma * g, plain.d_params, r1_grads)
+    _leaves_close(penalised.d_params, expected, rtol=1e-4, atol=1e-6)
+    assert _any_leaf_differs(penalised.d_params, plain.d_params)
+    _leaves_equal(penalised.g_params, state.g_params)
+    _leaves_equal(penalised.g_params, plain.g_params)
+    assert int(penalised.g_opt_state[0].count) == int(plain.g_opt_state[0].count) == 1
+
+
+def test_r1_gamma_must_be_nonnegative():
+    with pytest.raises(ValueError, match="r1_gamma"):
+        _mlp_step(r1_gamma=-1.0)
