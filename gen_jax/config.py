@@ -121,7 +121,9 @@ def prepare_workdir(workdir: str, config: Any) -> None:
     """Creates `workdir` and writes config.json, checking a resumed run's config first.
 
     A field missing from a saved config.json (a run made before the field was added) counts
-    as its dataclass default: the old code behaved as that default does.
+    as the value the old code behaved as: the config class's `LEGACY_DEFAULTS[field]` when
+    it declares one (a `ClassVar` dict, for a field whose default is not the old
+    behaviour), else the field's dataclass default.
 
     Raises:
       ValueError: if `workdir/config.json` exists and differs from `config` in a field that
@@ -136,7 +138,8 @@ def prepare_workdir(workdir: str, config: Any) -> None:
     if os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
-        for key, value in _defaults(config).items():
+        legacy = getattr(type(config), "LEGACY_DEFAULTS", {})
+        for key, value in {**_defaults(config), **legacy}.items():
             old.setdefault(key, value)
         changed = sorted(
             k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_FIELDS

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from typing import ClassVar
 
 import pytest
 
@@ -172,6 +173,22 @@ def test_a_field_added_since_the_saved_run_counts_as_its_default(tmp_path):
         prepare_workdir(str(tmp_path), Config(use_ema=False))
     prepare_workdir(str(tmp_path), Config())
     assert json.loads((tmp_path / "config.json").read_text())["use_ema"] is True
+
+
+@dataclasses.dataclass(frozen=True)
+class _ConfigWithLegacy(Config):
+    # Added later with a default that is not what the old code did.
+    penalty: float = 0.1
+    LEGACY_DEFAULTS: ClassVar[dict] = {"penalty": 0.0}
+
+
+def test_a_field_with_a_legacy_default_counts_as_that_value(tmp_path):
+    saved = json.loads(json.dumps(dataclasses.asdict(Config())))  # no `penalty`
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"penalty: 0.0 -> 0.1"):
+        prepare_workdir(str(tmp_path), _ConfigWithLegacy())
+    prepare_workdir(str(tmp_path), _ConfigWithLegacy(penalty=0.0))
+    assert json.loads((tmp_path / "config.json").read_text())["penalty"] == 0.0
 
 
 def test_workdir_that_is_a_file_is_refused(tmp_path):
