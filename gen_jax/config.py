@@ -16,7 +16,8 @@ import dataclasses
 import json
 import math
 import os
-from typing import Any, Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 C = TypeVar("C")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -17,8 +17,8 @@ def image_grid(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> np.
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise ValueError(f"images must be [N, H, W, 1 or 3], got shape {images.shape}")
     n, h, w, c = images.shape
-    nrow = nrow or int(math.ceil(math.sqrt(n)))
-    ncol = int(math.ceil(n / nrow))
+    nrow = nrow or math.ceil(math.sqrt(n))
+    ncol = math.ceil(n / nrow)
     grid = np.full((ncol * (h + pad) + pad, nrow * (w + pad) + pad, c), 255, np.uint8)
     pixels = np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
     for i in range(n):

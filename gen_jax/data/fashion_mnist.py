@@ -167,9 +167,11 @@ def _describe_miss(directory: Path, names: tuple[str, ...], paths: list) -> str:
 
 def _fetch(url: str, dest: Path) -> None:
     """Writes the bytes at `url` to `dest`. Tests replace this; nothing else touches the net."""
-    with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
-        with open(dest, "wb") as f:
-            shutil.copyfileobj(response, f)
+    with (
+        urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response,
+        open(dest, "wb") as f,
+    ):
+        shutil.copyfileobj(response, f)
 
 
 def _download(name: str, directory: Path) -> Path:
