@@ -75,7 +75,7 @@ def _is_nhwc(dimension_numbers: Any) -> bool:
     return tuple(dimension_numbers) == _NHWC
 
 
-def fast_path_applies(
+def _fast_plan(
     lhs_shape: Sequence[int],
     rhs_shape: Sequence[int],
     window_strides: Sequence[int],
@@ -85,22 +85,32 @@ def fast_path_applies(
     dimension_numbers: Any = None,
     feature_group_count: int = 1,
     batch_group_count: int = 1,
-) -> bool:
-    """Whether `conv_general_dilated` uses the loop-friendly gradients for these arguments."""
+) -> tuple[tuple[int, int], tuple[tuple[int, int], ...]] | None:
+    """(strides, explicit pads) when the fast path applies, else None."""
     if len(lhs_shape) != 4 or len(rhs_shape) != 4:
-        return False
+        return None
     if not (_is_nhwc(dimension_numbers) and feature_group_count == 1 and batch_group_count == 1):
-        return False
+        return None
     if not (_is_unit(lhs_dilation) and _is_unit(rhs_dilation)):
-        return False
+        return None
     strides = tuple(int(s) for s in window_strides)
     if len(strides) != 2 or min(strides) < 1:
-        return False
+        return None
     pads = explicit_padding(padding, lhs_shape, rhs_shape, strides)
     if pads is None or min(p for pair in pads for p in pair) < 0:
-        return False
+        return None
     # At least one output pixel.
-    return all(n + lo + hi >= k for n, (lo, hi), k in zip(lhs_shape[1:3], pads, rhs_shape[:2]))
+    if any(n + lo + hi < k for n, (lo, hi), k in zip(lhs_shape[1:3], pads, rhs_shape[:2])):
+        return None
+    return strides, pads
+
+
+def fast_path_applies(lhs_shape, rhs_shape, window_strides, padding, **kwargs) -> bool:
+    """Whether `conv_general_dilated` uses the loop-friendly gradients for these arguments.
+
+    Takes `lax.conv_general_dilated`'s arguments, with shapes in place of arrays.
+    """
+    return _fast_plan(lhs_shape, rhs_shape, window_strides, padding, **kwargs) is not None
 
 
 def _space_to_depth(x, w, strides, pads):
@@ -223,32 +233,25 @@ def conv_general_dilated(
     convolution first becomes a stride-1 one by space-to-depth); otherwise this is
     `lax.conv_general_dilated` itself.
     """
-    if not fast_path_applies(
-        lhs.shape,
-        rhs.shape,
-        window_strides,
-        padding,
-        lhs_dilation,
-        rhs_dilation,
-        dimension_numbers,
-        feature_group_count,
-        batch_group_count,
-    ):
+    kwargs = {
+        "lhs_dilation": lhs_dilation,
+        "rhs_dilation": rhs_dilation,
+        "dimension_numbers": dimension_numbers,
+        "feature_group_count": feature_group_count,
+        "batch_group_count": batch_group_count,
+    }
+    plan = _fast_plan(lhs.shape, rhs.shape, window_strides, padding, **kwargs)
+    if plan is None:
         return lax.conv_general_dilated(
             lhs,
             rhs,
             window_strides,
             padding,
-            lhs_dilation=lhs_dilation,
-            rhs_dilation=rhs_dilation,
-            dimension_numbers=dimension_numbers,
-            feature_group_count=feature_group_count,
-            batch_group_count=batch_group_count,
             precision=precision,
             preferred_element_type=preferred_element_type,
+            **kwargs,
         )
-    strides = tuple(int(s) for s in window_strides)
-    pads = explicit_padding(padding, lhs.shape, rhs.shape, strides)
+    strides, pads = plan
     if isinstance(precision, list):
         precision = tuple(precision)
     kh, kw = rhs.shape[:2]
