@@ -9,6 +9,7 @@ random points (the WGAN-GP interpolates) also take an explicit PRNG key.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +18,9 @@ from jax.typing import ArrayLike
 __all__ = ["r1_penalty"]
 
 
-def r1_penalty(discriminator_fn: Callable[[jax.Array], jax.Array], real: ArrayLike) -> jax.Array:
+def r1_penalty(
+    discriminator_fn: Callable[[jax.Array], Any], real: ArrayLike, *, has_aux: bool = False
+) -> jax.Array | tuple[jax.Array, tuple[jax.Array, Any]]:
     """Squared norm of the discriminator's input gradient on real data (the R1 penalty).
 
     Returns ``||grad_x D(x)||^2`` for every real example ``x``, with ``D`` the logit; the
@@ -31,11 +34,15 @@ def r1_penalty(discriminator_fn: Callable[[jax.Array], jax.Array], real: ArrayLi
     on the `pack` examples of its pack, and each example gets its gradient from that logit.
 
     Args:
-      discriminator_fn: ``x -> logits``, logits of shape ``[batch', ...]``.
+      discriminator_fn: ``x -> logits``, logits of shape ``[batch', ...]``; with
+        ``has_aux``, ``x -> (logits, aux)`` (e.g. batch-norm statistics).
       real: data, shape ``[batch, ...]``.
+      has_aux: also return the forward pass's logits and aux, so a caller that needs
+        ``D(real)`` anyway (the discriminator loss) does not run it twice.
 
     Returns:
-      ``||grad_x D(x)||^2`` per example, shape ``[batch]`` (sum over the trailing axes).
+      ``||grad_x D(x)||^2`` per example, shape ``[batch]`` (sum over the trailing axes);
+      with ``has_aux``, ``(penalty, (logits, aux))``.
 
     References:
       Mescheder, Geiger & Nowozin, Which Training Methods for GANs do actually Converge?,
@@ -46,5 +53,12 @@ def r1_penalty(discriminator_fn: Callable[[jax.Array], jax.Array], real: ArrayLi
         raise ValueError(f"real must have a leading batch axis, shape [batch, ...]; got {x.shape}")
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         x = x.astype(jnp.result_type(float))
-    grads = jax.grad(lambda x: jnp.sum(discriminator_fn(x)))(x)
-    return jnp.sum(jnp.square(grads), axis=tuple(range(1, x.ndim)))
+
+    def forward(x):
+        out = discriminator_fn(x)
+        return out if has_aux else (out, None)
+
+    logits, pullback, aux = jax.vjp(forward, x, has_aux=True)
+    (grads,) = pullback(jnp.ones_like(logits))  # the gradient of sum(logits)
+    penalty = jnp.sum(jnp.square(grads), axis=tuple(range(1, x.ndim)))
+    return (penalty, (logits, aux)) if has_aux else penalty
