@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from gen_jax.nn.conv import conv_general_dilated, fast_path_applies
+from gen_jax.nn.conv import conv_general_dilated, fast_path_applies, kernel_gradient
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -162,3 +162,10 @@ def test_drop_in_for_flax_conv():
     g_ours = jax.grad(lambda p: jnp.sum(ours.apply(p, x) ** 2))(params)
     g_ref = jax.grad(lambda p: jnp.sum(ref.apply(p, x) ** 2))(params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g_ours, g_ref)
+
+
+def test_kernel_gradient_refuses_inconsistent_shapes():
+    x, g = jnp.zeros((1, 5, 5, 2)), jnp.zeros((1, 5, 5, 3))
+    assert kernel_gradient(x, g, ((1, 1), (1, 1)), (3, 3)).shape == (3, 3, 2, 3)
+    with pytest.raises(ValueError, match=r"give a \(3, 3\) kernel, not \(5, 5\)"):
+        kernel_gradient(x, g, ((1, 1), (1, 1)), (5, 5))
