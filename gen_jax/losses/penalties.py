@@ -9,7 +9,6 @@ random points (the WGAN-GP interpolates) also take an explicit PRNG key.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,9 +17,7 @@ from jax.typing import ArrayLike
 __all__ = ["r1_penalty"]
 
 
-def r1_penalty(
-    discriminator_fn: Callable[[jax.Array], Any], real: ArrayLike, *, has_aux: bool = False
-) -> jax.Array | tuple[jax.Array, tuple[jax.Array, Any]]:
+def r1_penalty(discriminator_fn: Callable[[jax.Array], jax.Array], real: ArrayLike) -> jax.Array:
     """Squared norm of the discriminator's input gradient on real data (the R1 penalty).
 
     Returns ``||grad_x D(x)||^2`` for every real example ``x``, with ``D`` the logit; the
@@ -34,15 +31,11 @@ def r1_penalty(
     on the `pack` examples of its pack, and each example gets its gradient from that logit.
 
     Args:
-      discriminator_fn: ``x -> logits``, logits of shape ``[batch', ...]``; with
-        ``has_aux``, ``x -> (logits, aux)`` (e.g. batch-norm statistics).
+      discriminator_fn: ``x -> logits``, logits of shape ``[batch', ...]``.
       real: data, shape ``[batch, ...]``.
-      has_aux: also return the forward pass's logits and aux, so a caller that needs
-        ``D(real)`` anyway (the discriminator loss) does not run it twice.
 
     Returns:
-      ``||grad_x D(x)||^2`` per example, shape ``[batch]`` (sum over the trailing axes);
-      with ``has_aux``, ``(penalty, (logits, aux))``.
+      ``||grad_x D(x)||^2`` per example, shape ``[batch]`` (sum over the trailing axes).
 
     References:
       Mescheder, Geiger & Nowozin, Which Training Methods for GANs do actually Converge?,
@@ -53,12 +46,5 @@ def r1_penalty(
         raise ValueError(f"real must have a leading batch axis, shape [batch, ...]; got {x.shape}")
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         x = x.astype(jnp.result_type(float))
-
-    def forward(x):
-        out = discriminator_fn(x)
-        return out if has_aux else (out, None)
-
-    logits, pullback, aux = jax.vjp(forward, x, has_aux=True)
-    (grads,) = pullback(jnp.ones_like(logits))  # the gradient of sum(logits)
-    penalty = jnp.sum(jnp.square(grads), axis=tuple(range(1, x.ndim)))
-    return (penalty, (logits, aux)) if has_aux else penalty
+    grads = jax.grad(lambda x: jnp.sum(discriminator_fn(x)))(x)
+    return jnp.sum(jnp.square(grads), axis=tuple(range(1, x.ndim)))

@@ -99,19 +99,16 @@ def make_train_step(
         fake = jax.lax.stop_gradient(fake)
 
         def loss_fn(d_params):
-            def real_forward(x):
-                return _apply(state.discriminator, d_params, state.d_batch_stats, x)
-
-            if r1_gamma:
-                # The penalty's input gradient reuses the forward pass on the real batch.
-                r1, (real_logits, stats) = r1_penalty(real_forward, real, has_aux=True)
-            else:
-                real_logits, stats = real_forward(real)
+            real_logits, stats = _apply(state.discriminator, d_params, state.d_batch_stats, real)
             fake_logits, stats = _apply(state.discriminator, d_params, stats, fake)
             loss = jnp.mean(discriminator_loss(real_logits, fake_logits, **d_kwargs))
             aux = {"loss": loss}
             if r1_gamma:
-                aux["r1"] = jnp.mean(r1)
+                # A third train-mode forward whose statistic updates are dropped.
+                def d_fn(x):
+                    return _apply(state.discriminator, d_params, state.d_batch_stats, x)[0]
+
+                aux["r1"] = jnp.mean(r1_penalty(d_fn, real))
                 loss = loss + 0.5 * r1_gamma * aux["r1"]
             return loss, (stats, real_logits, fake_logits, aux)
 

@@ -66,18 +66,3 @@ def test_r1_on_an_mlp_is_finite_nonnegative_and_jittable():
 def test_r1_refuses_an_array_without_a_batch_axis():
     with pytest.raises(ValueError, match="leading batch axis"):
         losses.r1_penalty(lambda x: x, jnp.array(1.0))
-
-
-def test_r1_with_aux_returns_the_forward_pass_it_differentiated():
-    w = jnp.array([1.0, -2.0, 0.5])
-    x = jnp.array([[1.0, 2.0, 3.0], [0.0, -1.0, 2.0]])
-
-    def d_with_stats(x):
-        return jnp.sum(x**2 * w, axis=1), {"mean": jnp.mean(x)}
-
-    penalty, (logits, stats) = losses.r1_penalty(d_with_stats, x, has_aux=True)
-    # d/dx sum_j w_j x_j^2 = 2 w x.
-    np.testing.assert_allclose(penalty, np.sum((2 * np.asarray(w) * np.asarray(x)) ** 2, axis=1))
-    np.testing.assert_allclose(penalty, losses.r1_penalty(lambda x: d_with_stats(x)[0], x))
-    np.testing.assert_allclose(logits, [1.0 - 8.0 + 4.5, 0.0 - 2.0 + 2.0])
-    np.testing.assert_allclose(stats["mean"], 7.0 / 6.0)
