@@ -24,6 +24,10 @@ one by space-to-depth: phase r of every stride-s window moves into the channels,
 kernel is regrouped to match (with zero taps where s does not divide k). Every other
 configuration (dilations, feature groups, other layouts) falls back to
 `lax.conv_general_dilated` unchanged.
+
+``algorithm="winograd"`` computes stride-1 3x3 convolutions on the fast path by
+Winograd's F(m x m, 3 x 3) instead (`gen_jax.nn.winograd`: 2.25x to 4x fewer
+multiplications); ``algorithm="auto"`` does so only where it pays, see `winograd_tile`.
 """
 
 from __future__ import annotations
@@ -36,7 +40,25 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["conv_general_dilated", "explicit_padding", "fast_path_applies", "kernel_gradient"]
+from gen_jax.nn import winograd
+
+__all__ = [
+    "ALGORITHMS",
+    "conv_general_dilated",
+    "explicit_padding",
+    "fast_path_applies",
+    "kernel_gradient",
+    "winograd_tile",
+]
+
+ALGORITHMS = ("direct", "winograd", "auto")
+# "auto" leaves layers thinner than this (input or output) to the direct convolution: the
+# transforms cost O(C + K) per pixel against the products' O(C K), and on VGG19's 64-channel
+# layers they cancel the saving (`python -m benchmarks.vgg_layer_speed`).
+_AUTO_MIN_CHANNELS = 128
+# Outputs smaller than this on a side use F(2x2, 3x3): 4x4 tiles would leave too few rows
+# in each of the 36 matrix products (measured on VGG19's 16x16 and 32x32 maps).
+_TILE4_MIN_SIDE = 24
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -111,6 +133,52 @@ def fast_path_applies(lhs_shape, rhs_shape, window_strides, padding, **kwargs) -
     Takes `lax.conv_general_dilated`'s arguments, with shapes in place of arrays.
     """
     return _fast_plan(lhs_shape, rhs_shape, window_strides, padding, **kwargs) is not None
+
+
+def winograd_tile(
+    lhs_shape: Sequence[int],
+    rhs_shape: Sequence[int],
+    strides: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    dtype: Any,
+    algorithm: str = "auto",
+    backend: str | None = None,
+) -> int | None:
+    """The Winograd tile `conv_general_dilated` uses for a fast-path convolution, or None.
+
+    Winograd needs a 3x3 kernel, stride 1 and padding of at most 2. ``"winograd"`` takes
+    every such convolution; ``"auto"`` only those that run faster that way: on the CPU
+    backend (``backend``, default `jax.default_backend()`), in float32 or float64 (its
+    transforms lose too much in 16-bit floats), with at least 128 input and output channels.
+    The tile is 4 (F(4x4, 3x3)) unless the output is under 24 pixels on a side, then 2.
+
+    Args:
+      lhs_shape, rhs_shape: NHWC input and HWIO kernel shapes.
+      strides, pads: as planned by the fast path: (sh, sw) and ((top, bottom), (left, right)).
+      dtype: the input's dtype.
+      algorithm: one of `ALGORITHMS`.
+      backend: the platform to decide for.
+
+    Returns:
+      2, 4 or None (the direct convolution).
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}; got {algorithm!r}.")
+    if algorithm == "direct":
+        return None
+    if tuple(rhs_shape[:2]) != (3, 3) or tuple(strides) != (1, 1):
+        return None
+    if not all(0 <= p <= 2 for pair in pads for p in pair):
+        return None
+    if algorithm == "auto":
+        if (backend or jax.default_backend()) != "cpu":
+            return None
+        if jnp.dtype(dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+            return None
+        if min(rhs_shape[2], rhs_shape[3]) < _AUTO_MIN_CHANNELS:
+            return None
+    out_side = min(n + lo + hi - 2 for n, (lo, hi) in zip(lhs_shape[1:3], pads))
+    return 4 if out_side >= _TILE4_MIN_SIDE else 2
 
 
 def _space_to_depth(x, w, strides, pads):
@@ -224,6 +292,8 @@ def conv_general_dilated(
     batch_group_count: int = 1,
     precision: Any = None,
     preferred_element_type: Any = None,
+    *,
+    algorithm: str = "direct",
 ) -> jax.Array:
     """`lax.conv_general_dilated`, with loop-friendly gradients on the fast path.
 
@@ -232,7 +302,13 @@ def conv_general_dilated(
     gradients are the canonical convolutions of the module docstring (a strided
     convolution first becomes a stride-1 one by space-to-depth); otherwise this is
     `lax.conv_general_dilated` itself.
+
+    ``algorithm`` ("direct", "winograd" or "auto", keyword only) picks how a fast-path
+    stride-1 3x3 convolution is computed; `winograd_tile` says when Winograd is used.
+    Bind it with `functools.partial` to hand this to `flax.linen.Conv`.
     """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}; got {algorithm!r}.")
     kwargs = {
         "lhs_dilation": lhs_dilation,
         "rhs_dilation": rhs_dilation,
@@ -260,4 +336,8 @@ def conv_general_dilated(
     ):
         lhs, rhs = _space_to_depth(lhs, rhs, strides, pads)
         pads = ((0, 0), (0, 0))
+    elif preferred_element_type is None:
+        tile = winograd_tile(lhs.shape, rhs.shape, strides, pads, lhs.dtype, algorithm)
+        if tile is not None:
+            return winograd.winograd_conv3x3(lhs, rhs, pads, tile=tile, precision=precision)
     return _conv(lhs, rhs, pads, precision, preferred_element_type)

@@ -3,6 +3,7 @@ random rescaled weights, against NumPy float64 references."""
 
 import re
 
+import flax.linen as nn
 import h5py
 import jax
 import jax.numpy as jnp
@@ -14,6 +15,7 @@ from gen_jax.models.vgg import (
     VGGWeightsError,
     load_vgg_keras_h5,
     load_vgg_torchvision,
+    pool_2x2,
     random_vgg_params,
     torchvision_conv_indices,
     vgg_layer_names,
@@ -144,7 +146,8 @@ def _count_primitive(jaxpr, name):
 
 def test_forward_stops_after_the_deepest_requested_layer():
     params = _random_numpy_params(19)
-    net = VGG(depth=19)
+    # Direct convolutions, so that each layer is one conv_general_dilated to count.
+    net = VGG(depth=19, conv_algorithm="direct")
     x = jnp.asarray(IMAGES)
     for outputs, n_convs in [(("relu1_1",), 1), (("relu2_1", "conv1_2"), 3), (("pool5",), 16)]:
         jaxpr = jax.make_jaxpr(lambda p, x, o=outputs: net.apply({"params": p}, x, outputs=o))(
@@ -349,3 +352,46 @@ def test_random_vgg_without_images_is_he_scaled():
         assert abs(k.mean()) * np.sqrt(fan_in / 2) < tol, conv
     with pytest.raises(ValueError, match=r"\[batch, height, width, 3\]"):
         random_vgg_params(KEY, 16, jnp.zeros((16, 16, 3)))
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pool_2x2_matches_flax_pooling_and_its_gradient(kind):
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 7, 6, 5))  # an odd side is floored
+    flax_pool = nn.max_pool if kind == "max" else nn.avg_pool
+    ref = lambda x: flax_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+    np.testing.assert_allclose(pool_2x2(x, kind), ref(x), rtol=1e-6, atol=1e-7)
+    g = jax.random.normal(jax.random.PRNGKey(1), (2, 3, 3, 5))
+    ours = jax.vjp(lambda x: pool_2x2(x, kind), x)[1](g)[0]
+    theirs = jax.vjp(ref, x)[1](g)[0]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="pooling"):
+        pool_2x2(x, "min")
+
+
+def test_max_pool_2x2_gives_a_tied_window_gradient_to_its_first_maximum():
+    """Flat (e.g. clipped) image regions tie; the gradient matches flax and PyTorch."""
+    x = jnp.asarray(np.random.default_rng(0).integers(0, 3, (1, 6, 8, 2)).astype(np.float32))
+    g = jax.random.normal(jax.random.PRNGKey(2), (1, 3, 4, 2))
+    ours = jax.vjp(pool_2x2, x)[1](g)[0]
+    ref = jax.vjp(lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)), x)[1](g)[0]
+    np.testing.assert_array_equal(ours, ref)
+    # Every window passes its whole gradient to exactly one input.
+    assert int(jnp.sum(ours != 0)) == int(jnp.sum(g != 0))
+
+
+def test_conv_algorithms_agree_on_vgg19():
+    """The CPU default ("auto": Winograd on the wide layers) against direct convolutions."""
+    params = _random_numpy_params(19)
+    x = jax.random.uniform(KEY, (1, 48, 40, 3))  # tile 4 on the first blocks, 2 on the last
+    layers = ("relu1_2", "relu3_1", "relu5_1")
+    out = {}
+    for algorithm in ("direct", "auto"):
+        net = VGG(depth=19, conv_algorithm=algorithm)
+        out[algorithm] = jax.jit(lambda p, x, n=net: n.apply({"params": p}, x, outputs=layers))(
+            params, x
+        )
+    for name in layers:
+        scale = float(jnp.abs(out["direct"][name]).max())
+        np.testing.assert_allclose(out["auto"][name], out["direct"][name], atol=1e-5 * scale)
+    with pytest.raises(ValueError, match="conv_algorithm"):
+        VGG(depth=19, conv_algorithm="fft").apply({"params": params}, x)

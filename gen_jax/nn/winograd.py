@@ -1,0 +1,236 @@
+"""Winograd minimal-filtering 3x3 convolutions (Lavin & Gray 2016, arXiv:1509.09308).
+
+A stride-1 3x3 convolution computes every m x m block of outputs from an (m + 2) x
+(m + 2) tile of its input. Winograd's F(m x m, 3 x 3) does it with (m + 2)^2
+multiplications per input-output channel pair instead of 9 m^2: the input tile ``d`` and
+the kernel ``g`` are moved into a transform domain (``V = B^T d B``, ``U = G g G^T``),
+multiplied elementwise there, and moved back (``Y = A^T (U . V) A``). Summed over the input
+channels, the elementwise products become (m + 2)^2 independent matrix products
+``[tiles, C] x [C, K]``, one per transform-domain position, which is where the time goes.
+
+* ``tile=4``, F(4x4, 3x3): 36 products for 16 outputs, 4x fewer multiplications than the
+  direct convolution. Interpolation points 0, +-1, +-2; float32 error about 1e-6
+  relative to the direct result (tests pin it).
+* ``tile=2``, F(2x2, 3x3): 16 products for 4 outputs (2.25x fewer), exact transforms of
+  0 and +-1; better on small maps, where 4x4 tiles leave too few rows per product.
+
+Why it is here: on XLA:CPU the 3x3 convolutions of VGG run at roughly half the machine's
+peak, the same rate as PyTorch's oneDNN kernels, so doing less arithmetic is the only
+way to be faster than them. `python -m benchmarks.synthesis_speed` measures the effect
+on style transfer; `conv_general_dilated(..., algorithm="auto")` uses this module only
+on the CPU backend, where it wins (GPU libraries choose their own algorithms).
+
+The gradient is written out (`jax.custom_vjp`), like `gen_jax.nn.conv`'s: the input
+gradient of a 3x3 convolution is another 3x3 convolution (the output gradient against
+the kernel flipped in space and transposed in channels), so it runs through the same
+Winograd path; the kernel gradient is `gen_jax.nn.conv.kernel_gradient`'s canonical
+convolution, which XLA removes when nothing asks for it (image optimisation over a fixed
+network).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+__all__ = ["TILES", "winograd_conv3x3"]
+
+TILES = (2, 4)
+
+# F(m x m, 3 x 3) transforms: input B^T [(m+2), (m+2)], kernel G [(m+2), 3], output
+# A^T [m, (m+2)]; Lavin & Gray 2016, Sec. 4.1 (m = 2) and 4.2 (m = 4).
+_TRANSFORMS = {
+    2: (
+        np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64),
+        np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64),
+        np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64),
+    ),
+    4: (
+        np.array(
+            [
+                [4, 0, -5, 0, 1, 0],
+                [0, -4, -4, 1, 1, 0],
+                [0, 4, -4, -1, 1, 0],
+                [0, -2, -1, 2, 1, 0],
+                [0, 2, -1, -2, 1, 0],
+                [0, 4, 0, -5, 0, 1],
+            ],
+            np.float64,
+        ),
+        np.array(
+            [
+                [1 / 4, 0, 0],
+                [-1 / 6, -1 / 6, -1 / 6],
+                [-1 / 6, 1 / 6, -1 / 6],
+                [1 / 24, 1 / 12, 1 / 6],
+                [1 / 24, -1 / 12, 1 / 6],
+                [0, 0, 1],
+            ],
+            np.float64,
+        ),
+        np.array(
+            [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+            np.float64,
+        ),
+    ),
+}
+
+
+def _combine(matrix: np.ndarray, parts: Sequence[jax.Array]) -> list[jax.Array]:
+    """``[sum_j matrix[i, j] * parts[j] for i]`` with the zero terms left out.
+
+    The transforms' coefficients are small integers (or exact fractions), so each row is a
+    handful of adds that XLA fuses into one elementwise loop; a `dot` against a 6x6
+    matrix would be a poorly shaped matrix product instead.
+    """
+    rows = []
+    for coefficients in matrix:
+        acc = None
+        for c, p in zip(coefficients, parts):
+            if c == 0:
+                continue
+            term = p if c == 1 else (-p if c == -1 else p * p.dtype.type(c))
+            acc = term if acc is None else acc + term
+        rows.append(acc)
+    return rows
+
+
+def _kernel_transform(w: jax.Array, tile: int, flipped: bool) -> jax.Array:
+    """``U = G w G^T`` for every channel pair: [3, 3, C, K] -> [(m+2)^2, C, K].
+
+    ``flipped`` transforms the kernel turned by 180 degrees (G with its columns reversed)
+    without materialising it. Written as elementwise combinations, like the data
+    transforms: inside L-BFGS's loops XLA recomputes this at every evaluation, and an
+    einsum here costs a poorly shaped matrix product plus a transposing copy of U.
+    """
+    _, g, _ = _TRANSFORMS[tile]
+    if flipped:
+        g = g[:, ::-1]
+    rows = _combine(g, [w[i] for i in range(3)])  # (m+2) x [3, C, K]
+    return jnp.stack([u for r in rows for u in _combine(g, [r[j] for j in range(3)])])
+
+
+def _winograd(x, w, pads, tile, precision, transposed):
+    """The VALID 3x3 convolution of ``x`` zero-padded by ``pads``, by F(m x m, 3 x 3).
+
+    ``transposed`` convolves with the kernel flipped in space and transposed in channels
+    (``w[::-1, ::-1].transpose(0, 1, 3, 2)``, the input gradient's kernel), read from
+    ``w`` as it is.
+    """
+    b_t, _, a_t = _TRANSFORMS[tile]
+    a = tile + 2
+    n, h, wd, c = x.shape
+    k = w.shape[2] if transposed else w.shape[3]
+    ho, wo = h + sum(pads[0]) - 2, wd + sum(pads[1]) - 2
+    th, tw = -(-ho // tile), -(-wo // tile)
+    # Pad on to whole tiles: rows past the output only meet zeros and are cropped below.
+    x = jnp.pad(
+        x,
+        (
+            (0, 0),
+            (pads[0][0], tile * th + 2 - h - pads[0][0]),
+            (pads[1][0], tile * tw + 2 - wd - pads[1][0]),
+            (0, 0),
+        ),
+    )
+    # V = B^T d B, separably: rows i of every tile are the strided slice x[:, i::m].
+    rows = _combine(b_t, [x[:, i : i + tile * (th - 1) + 1 : tile] for i in range(a)])
+    v = []
+    for r in rows:
+        v.extend(_combine(b_t, [r[:, :, j : j + tile * (tw - 1) + 1 : tile] for j in range(a)]))
+    v = jnp.stack(v).reshape(a * a, n * th * tw, c)
+    u = _kernel_transform(w, tile, flipped=transposed).astype(v.dtype)  # [(m+2)^2, C, K]
+    # The (m+2)^2 products [tiles, C] x [C, K], batched: the only O(C K) work.
+    contract = 2 if transposed else 1
+    m = lax.dot_general(v, u, (((2,), (contract,)), ((0,), (0,))), precision=precision)
+    m = m.reshape(a, a, n, th, tw, k)
+    # Y = A^T M A, then the m x m output blocks back into place.
+    cols = _combine(a_t, [m[i] for i in range(a)])
+    y = jnp.stack([jnp.stack(_combine(a_t, [col[j] for j in range(a)])) for col in cols])
+    y = y.transpose(2, 3, 0, 4, 1, 5).reshape(n, tile * th, tile * tw, k)
+    return y[:, :ho, :wo]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _conv(x, w, pads, tile, precision, transposed):
+    return _winograd(x, w, pads, tile, precision, transposed)
+
+
+def _conv_fwd(x, w, pads, tile, precision, transposed):
+    return _winograd(x, w, pads, tile, precision, transposed), (x, w)
+
+
+def _conv_bwd(pads, tile, precision, transposed, residuals, g):
+    # Deferred: gen_jax.nn.conv imports this module.
+    from gen_jax.nn.conv import kernel_gradient
+
+    x, w = residuals
+    g = g.astype(x.dtype)
+    # dL/dx: the full correlation of g with the flipped, channel-transposed kernel, which
+    # is again a 3x3 convolution (padded 2 - pad) through the same path; flipping twice
+    # gives back the kernel itself.
+    pads_t = tuple((2 - lo, 2 - hi) for lo, hi in pads)
+    dx = _conv(g, w, pads_t, tile, precision, not transposed)
+    dw = kernel_gradient(x, g, pads, (3, 3), precision)
+    if transposed:
+        dw = dw[::-1, ::-1].transpose(0, 1, 3, 2)
+    return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def winograd_conv3x3(
+    x: jax.Array,
+    w: jax.Array,
+    padding: Sequence[tuple[int, int]] = ((1, 1), (1, 1)),
+    *,
+    tile: int = 4,
+    precision=None,
+) -> jax.Array:
+    """A stride-1 3x3 convolution, NHWC input and HWIO kernel, by Winograd's F(m x m, 3 x 3).
+
+    The same result as ``lax.conv_general_dilated(x, w, (1, 1), padding,
+    dimension_numbers=("NHWC", "HWIO", "NHWC"))`` up to float rounding (about 1e-6
+    relative in float32 for ``tile=4``), with gradients for ``x`` and ``w``.
+
+    Args:
+      x: [N, H, W, C] input.
+      w: [3, 3, C, K] kernel.
+      padding: ((top, bottom), (left, right)) zero padding, each in 0..2.
+      tile: m, the output tile's side: 2 or 4 (see the module docstring).
+      precision: passed to the batched matrix product.
+
+    Returns:
+      [N, H + top + bottom - 2, W + left + right - 2, K].
+
+    Raises:
+      ValueError: a kernel that is not 3x3, channels that do not match, a padding outside
+        0..2, an unknown tile, or an input too small for one output pixel.
+    """
+    if tile not in TILES:
+        raise ValueError(f"tile must be one of {TILES}; got {tile!r}.")
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"x must be [N, H, W, C] and w [3, 3, C, K]; got {x.shape} and {w.shape}.")
+    if w.shape[:2] != (3, 3) or w.shape[2] != x.shape[3]:
+        raise ValueError(
+            f"w must be [3, 3, {x.shape[3]}, K] for x of shape {x.shape}; got {w.shape}."
+        )
+    try:
+        pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+    except (TypeError, ValueError):
+        pads = ()
+    if len(pads) != 2 or not all(0 <= p <= 2 for pair in pads for p in pair):
+        raise ValueError(
+            f"padding must be ((top, bottom), (left, right)) in 0..2; got {padding!r}."
+        )
+    if any(n + lo + hi < 3 for n, (lo, hi) in zip(x.shape[1:3], pads)):
+        raise ValueError(f"x of shape {x.shape} padded by {pads} is smaller than the 3x3 kernel.")
+    if isinstance(precision, list):
+        precision = tuple(precision)
+    return _conv(x, w, pads, tile, precision, False)
