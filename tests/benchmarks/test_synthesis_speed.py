@@ -80,6 +80,7 @@ def test_main_tiny_run_reports_both_rows(tmp_path):
         ["--sizes", "8"],
         ["--sizes", "32,64", "--iterations", "1,2,3"],
         ["--optimizer", "sgd"],
+        ["--conv-algorithm", "fft"],
         ["--out", "/nonexistent_dir/x.md"],
     ],
 )

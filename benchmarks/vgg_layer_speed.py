@@ -1,0 +1,161 @@
+"""Per-layer times of VGG19's convolutions and pools, direct against Winograd: the evidence
+behind `conv_algorithm="auto"` and `gen_jax.models.vgg.pool_2x2`.
+
+    python -m benchmarks.vgg_layer_speed --size 256 --out docs/bench/vgg_layers_cpu.md
+
+For each distinct 3x3 convolution of VGG19 up to relu5_1 at a `--size` x `--size` input
+(one image), the time of one forward pass plus the input gradient, per iteration of a
+3-step `lax.scan` (where L-BFGS's line search runs its evaluations), for the direct
+convolution (`gen_jax.nn.conv`) and Winograd F(2x2, 3x3) and F(4x4, 3x3)
+(`gen_jax.nn.winograd`), and which one `conv_algorithm="auto"` picks. Then the same for
+the 2x2 max pool after each block: flax's windowed `max_pool` against `pool_2x2`.
+Timings are the median of `--repeats` calls after a compiling one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import time
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from gen_jax.models.vgg import pool_2x2
+from gen_jax.nn.conv import conv_general_dilated, winograd_tile
+from gen_jax.nn.winograd import winograd_conv3x3
+
+_SAME = ((1, 1), (1, 1))
+_DN = ("NHWC", "HWIO", "NHWC")
+_DIRECT = functools.partial(conv_general_dilated, algorithm="direct")
+
+
+def vgg19_conv_shapes(size: int) -> list[tuple[str, int, int, int, int]]:
+    """(names, side, C_in, C_out, count) of VGG19's distinct convs up to relu5_1."""
+    return [
+        ("conv1_1", size, 3, 64, 1),
+        ("conv1_2", size, 64, 64, 1),
+        ("conv2_1", size // 2, 64, 128, 1),
+        ("conv2_2", size // 2, 128, 128, 1),
+        ("conv3_1", size // 4, 128, 256, 1),
+        ("conv3_2..4", size // 4, 256, 256, 3),
+        ("conv4_1", size // 8, 256, 512, 1),
+        ("conv4_2..4", size // 8, 512, 512, 3),
+        ("conv5_1", size // 16, 512, 512, 1),
+    ]
+
+
+def seconds_per_step(layer: Callable[[jax.Array], jax.Array], x: jax.Array, repeats: int) -> float:
+    """One forward pass and input gradient of `layer`, per step of a 3-step scan."""
+
+    def body(c, _):
+        g = jax.grad(lambda c: jnp.sum(jnp.square(layer(c))) * 1e-6)(c)
+        return c - 1e-3 * g, None
+
+    run = jax.jit(lambda c: lax.scan(body, c, None, length=3)[0])
+    run(x).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run(x).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) / 3
+
+
+def measure(size: int, repeats: int) -> dict:
+    key = jax.random.PRNGKey(0)
+    convs = []
+    for name, side, c_in, c_out, count in vgg19_conv_shapes(size):
+        x = jax.random.uniform(key, (1, side, side, c_in))
+        w = jax.random.normal(key, (3, 3, c_in, c_out)) * (2.0 / (9 * c_in)) ** 0.5
+        row = {"layer": name, "side": side, "c_in": c_in, "c_out": c_out, "count": count}
+        row["direct"] = seconds_per_step(
+            lambda x, w=w: _DIRECT(x, w, (1, 1), _SAME, dimension_numbers=_DN), x, repeats
+        )
+        for tile in (2, 4):
+            row[f"winograd{tile}"] = seconds_per_step(
+                lambda x, w=w, t=tile: winograd_conv3x3(x, w, _SAME, tile=t), x, repeats
+            )
+        auto = winograd_tile(x.shape, w.shape, (1, 1), _SAME, x.dtype, "auto")
+        row["auto"] = "direct" if auto is None else f"winograd{auto}"
+        convs.append(row)
+    pools = []
+    for side, c in ((size, 64), (size // 2, 128), (size // 4, 256), (size // 8, 512)):
+        x = jax.random.normal(key, (1, side, side, c))
+        flax_pool = functools.partial(nn.max_pool, window_shape=(2, 2), strides=(2, 2))
+        pools.append(
+            {
+                "side": side,
+                "channels": c,
+                "flax max_pool": seconds_per_step(flax_pool, x, repeats),
+                "pool_2x2": seconds_per_step(pool_2x2, x, repeats),
+            }
+        )
+    return {"size": size, "convs": convs, "pools": pools}
+
+
+def format_markdown(result: dict) -> str:
+    size = result["size"]
+    lines = [
+        f"## VGG19 layers at {size} px: forward + input gradient, ms per scan step",
+        "",
+        (
+            "| layer | map | channels | count | direct | Winograd F(2x2,3x3) "
+            "| Winograd F(4x4,3x3) | auto picks | auto vs direct |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    totals = {"direct": 0.0, "auto": 0.0}
+    for r in result["convs"]:
+        picked = r[r["auto"]]
+        totals["direct"] += r["count"] * r["direct"]
+        totals["auto"] += r["count"] * picked
+        lines.append(
+            f"| {r['layer']} | {r['side']}x{r['side']} | {r['c_in']}->{r['c_out']} | "
+            f"{r['count']} | {r['direct'] * 1e3:.1f} | {r['winograd2'] * 1e3:.1f} | "
+            f"{r['winograd4'] * 1e3:.1f} | {r['auto']} | {r['direct'] / picked:.2f}x |"
+        )
+    lines += [
+        (
+            f"| all, weighted by count | | | | {totals['direct'] * 1e3:.1f} | | | auto: "
+            f"{totals['auto'] * 1e3:.1f} | {totals['direct'] / totals['auto']:.2f}x |"
+        ),
+        "",
+        "| 2x2 max pool of | flax `max_pool` ms | `pool_2x2` ms | speed-up |",
+        "|---|---:|---:|---:|",
+    ]
+    for p in result["pools"]:
+        lines.append(
+            f"| {p['side']}x{p['side']}x{p['channels']} | {p['flax max_pool'] * 1e3:.1f} | "
+            f"{p['pool_2x2'] * 1e3:.1f} | {p['flax max_pool'] / p['pool_2x2']:.1f}x |"
+        )
+    device = jax.devices()[0]
+    lines += ["", f"- device: {device.platform} ({device.device_kind}), JAX {jax.__version__}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256, help="input side in pixels (>= 16)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=None, help="also write the markdown table here")
+    args = parser.parse_args(argv)
+    if args.size < 16:
+        parser.error(f"--size: expected at least 16 px (conv5_1 is at 1/16), found {args.size}")
+    if args.repeats < 1:
+        parser.error(f"--repeats: expected a positive integer, found {args.repeats}")
+    result = measure(args.size, args.repeats)
+    table = format_markdown(result)
+    print(table, end="")
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(table)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""benchmarks.vgg_layer_speed: a tiny run fills every cell of both tables."""
+
+import math
+
+import pytest
+
+from benchmarks import vgg_layer_speed
+
+
+def test_tiny_run_times_every_layer_and_pool(tmp_path):
+    out = tmp_path / "layers.md"
+    result = vgg_layer_speed.main(["--size", "16", "--repeats", "1", "--out", str(out)])
+    assert result["convs"][0]["layer"] == "conv1_1"
+    for r in result["convs"]:
+        for field in ("direct", "winograd2", "winograd4"):
+            assert math.isfinite(r[field]) and r[field] > 0, (r["layer"], field)
+        assert r["auto"] in ("direct", "winograd2", "winograd4")
+    assert result["convs"][0]["auto"] == "direct"  # RGB input: 3 channels
+    assert len(result["pools"]) == 4
+    table = out.read_text()
+    assert "| conv4_2..4 | 2x2 | 512->512 | 3 |" in table
+    assert "| 2x2 max pool of |" in table
+
+
+@pytest.mark.parametrize("argv", [["--size", "8"], ["--repeats", "0"]])
+def test_bad_arguments_are_refused(argv):
+    with pytest.raises(SystemExit):
+        vgg_layer_speed.main(argv)
