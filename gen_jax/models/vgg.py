@@ -189,9 +189,10 @@ class VGG(nn.Module):
       preprocessing: "torch", "caffe" or "none"; applied to the [0, 1] RGB input.
       dtype: computation dtype (parameters stay `param_dtype`); outputs are float32.
       conv_algorithm: "auto" (Winograd F(4x4, 3x3) or F(2x2, 3x3) for the convolutions
-        with at least 128 input and output channels, on the CPU backend in float32; about
-        1.5x faster style transfer there, `benchmarks.synthesis_speed`), "direct" or
-        "winograd"; see `gen_jax.nn.conv.winograd_tile`. Values agree to float rounding
+        with at least 128 input and output channels on maps of at least 16 px, on the
+        CPU backend in float32; about 1.5x faster style transfer there, measured by
+        `benchmarks.synthesis_speed`), "direct" or "winograd"; see
+        `gen_jax.nn.conv.winograd_tile`. Values agree to float rounding
         (about 1e-6 relative; the style-transfer gradient to about 2e-5).
     """
 

@@ -59,6 +59,10 @@ _AUTO_MIN_CHANNELS = 128
 # Outputs smaller than this on a side use F(2x2, 3x3): 4x4 tiles would leave too few rows
 # in each of the 36 matrix products (measured on VGG19's 16x16 and 32x32 maps).
 _TILE4_MIN_SIDE = 24
+# "auto" leaves maps smaller than this on a side to the direct convolution: little time to
+# save there, and each Winograd layer adds to the compile time (the style-transfer smoke
+# test: 60 s without this floor, 26 s with it).
+_AUTO_MIN_SIDE = 16
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -149,7 +153,8 @@ def winograd_tile(
     Winograd needs a 3x3 kernel, stride 1 and padding of at most 2. ``"winograd"`` takes
     every such convolution; ``"auto"`` only those that run faster that way: on the CPU
     backend (``backend``, default `jax.default_backend()`), in float32 or float64 (its
-    transforms lose too much in 16-bit floats), with at least 128 input and output channels.
+    transforms lose too much in 16-bit floats), with at least 128 input and output channels
+    and an output of at least 16 pixels on a side.
     The tile is 4 (F(4x4, 3x3)) unless the output is under 24 pixels on a side, then 2.
 
     Args:
@@ -170,14 +175,14 @@ def winograd_tile(
         return None
     if not all(0 <= p <= 2 for pair in pads for p in pair):
         return None
+    out_side = min(n + lo + hi - 2 for n, (lo, hi) in zip(lhs_shape[1:3], pads))
     if algorithm == "auto":
         if (backend or jax.default_backend()) != "cpu":
             return None
         if jnp.dtype(dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
             return None
-        if min(rhs_shape[2], rhs_shape[3]) < _AUTO_MIN_CHANNELS:
+        if min(rhs_shape[2], rhs_shape[3]) < _AUTO_MIN_CHANNELS or out_side < _AUTO_MIN_SIDE:
             return None
-    out_side = min(n + lo + hi - 2 for n, (lo, hi) in zip(lhs_shape[1:3], pads))
     return 4 if out_side >= _TILE4_MIN_SIDE else 2
 
 
