@@ -62,6 +62,28 @@ def test_style_layer_loss_gradients():
         check_grads(lambda f: style_layer_loss(f, a).sum(), (x,), order=2, modes=["rev"])
 
 
+def test_gram_gradient_is_the_einsum_gradient_to_second_order():
+    """The written-out backward pass F (S + S^T) against autodiff of F^T F, in float64."""
+    with jax.enable_x64(True):
+        kf, ks, kv = jax.random.split(jax.random.PRNGKey(2), 3)
+        f = jax.random.normal(kf, (2, 4, 3, 5), jnp.float64)
+        s = jax.random.normal(ks, (2, 5, 5), jnp.float64)  # not symmetric on purpose
+        v = jax.random.normal(kv, f.shape, jnp.float64)
+
+        def einsum_gram(f):
+            flat = f.reshape(2, 12, 5)
+            return jnp.einsum("bmi,bmj->bij", flat, flat)
+
+        def loss(gram):
+            return lambda f: jnp.sum(s * gram(f)) + jnp.sum(gram(f) ** 2)
+
+        ours = jax.grad(loss(gram_matrix))(f)
+        np.testing.assert_allclose(ours, jax.grad(loss(einsum_gram))(f), rtol=1e-12)
+        hvp = lambda g: jax.grad(lambda f: jnp.vdot(jax.grad(loss(g))(f), v))(f)
+        np.testing.assert_allclose(hvp(gram_matrix), hvp(einsum_gram), rtol=1e-12)
+        check_grads(lambda f: gram_matrix(f).sum(), (f,), order=2, modes=["rev"])
+
+
 def test_style_layer_loss_rejects_bad_shapes():
     with pytest.raises(ValueError, match="target_gram"):
         style_layer_loss(F, jnp.zeros((3, 3)))
