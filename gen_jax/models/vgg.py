@@ -47,8 +47,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax.linen.dtypes import promote_dtype
 
-from gen_jax.nn.conv import ALGORITHMS, conv_general_dilated
+from gen_jax.nn.conv import ALGORITHMS, conv_general_dilated, winograd_tile
+from gen_jax.nn.winograd import winograd_conv3x3, winograd_kernels
 
 __all__ = [
     "PREPROCESSINGS",
@@ -59,6 +61,7 @@ __all__ = [
     "load_vgg_keras_h5",
     "load_vgg_torchvision",
     "pool_2x2",
+    "prepare_variables",
     "preprocess",
     "random_vgg_params",
     "torchvision_conv_indices",
@@ -190,8 +193,8 @@ class VGG(nn.Module):
       dtype: computation dtype (parameters stay `param_dtype`); outputs are float32.
       conv_algorithm: "auto" (Winograd F(4x4, 3x3) or F(2x2, 3x3) for the convolutions
         with at least 128 input and output channels on maps of at least 16 px, on the
-        CPU backend in float32; about 1.5x faster style transfer there, measured by
-        `benchmarks.synthesis_speed`), "direct" or "winograd"; see
+        CPU backend in float32; VGG19's convolutions about 1.5x faster there, measured
+        by `benchmarks.vgg_layer_speed`), "direct" or "winograd"; see
         `gen_jax.nn.conv.winograd_tile`. Values agree to float rounding
         (about 1e-6 relative; the style-transfer gradient to about 2e-5).
     """
@@ -239,19 +242,15 @@ class VGG(nn.Module):
                 f"{min_size}x{min_size} ({n_pools} 2x2 pools); got "
                 f"{images.shape[1]}x{images.shape[2]}"
             )
-        conv = _CONVS[self.conv_algorithm]
         x = preprocess(images, self.preprocessing).astype(self.dtype)
         feats = {}
         for name, kind, width in plan[: last + 1]:
             if kind == "conv":
-                x = nn.Conv(
+                x = _Conv3x3(
                     width,
-                    (3, 3),
-                    padding=((1, 1), (1, 1)),
+                    algorithm=self.conv_algorithm,
                     dtype=self.dtype,
                     param_dtype=self.param_dtype,
-                    # Fast gradients inside L-BFGS's and scan's loops on XLA:CPU.
-                    conv_general_dilated=conv,
                     name=name,
                 )(x)
             elif kind == "relu":
@@ -263,8 +262,70 @@ class VGG(nn.Module):
         return feats
 
 
-# One function object per algorithm, so that equal modules hold equal fields.
-_CONVS = {a: functools.partial(conv_general_dilated, algorithm=a) for a in ALGORITHMS}
+_SAME = ((1, 1), (1, 1))
+# The collection that `prepare_variables` fills.
+WINOGRAD_COLLECTION = "winograd"
+
+
+class _Conv3x3(nn.Module):
+    """`flax.linen.Conv(features, (3, 3), padding=1)`'s parameters and result, computed by
+    `gen_jax.nn.conv.conv_general_dilated` (fast gradients inside XLA:CPU loops) with
+    ``algorithm``, and by the Winograd kernels of the ``"winograd"`` collection when
+    `prepare_variables` put them there."""
+
+    features: int
+    algorithm: str = "auto"
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (3, 3, x.shape[-1], self.features)
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), self.param_dtype)
+        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+        tile = winograd_tile(x.shape, shape, (1, 1), _SAME, x.dtype, self.algorithm)
+        preparing = self.is_mutable_collection(WINOGRAD_COLLECTION) and not self.is_initializing()
+        if tile is not None and preparing:
+            self.put_variable(WINOGRAD_COLLECTION, "kernels", winograd_kernels(kernel, tile))
+        if tile is not None and self.has_variable(WINOGRAD_COLLECTION, "kernels"):
+            kernels = self.get_variable(WINOGRAD_COLLECTION, "kernels")
+            y = winograd_conv3x3(x, kernel, _SAME, tile=tile, kernels=tuple(kernels))
+        else:
+            y = conv_general_dilated(
+                x, kernel, (1, 1), _SAME, dimension_numbers=_NHWC, algorithm=self.algorithm
+            )
+        return y + bias
+
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def prepare_variables(module: VGG, params: Params, images: jax.Array, outputs=None) -> dict:
+    """``{"params": params, "winograd": ...}``: variables for ``module.apply`` with the
+    Winograd kernel transforms of ``images``' shape computed once.
+
+    `VGG`'s Winograd convolutions transform their kernels at every call, and inside
+    L-BFGS's nested loops XLA does not hoist that out (as much as a fifth of a VGG19
+    style-transfer evaluation on the CPU). Call this once, outside the loop (in the same
+    jitted function: the forward pass it traces is dropped, only the kernel transforms
+    stay), and apply the module with its result; images of another size need their own.
+    Layers that use no Winograd (`gen_jax.nn.conv.winograd_tile`) add nothing.
+
+    Args:
+      module: the `VGG`.
+      params: its parameters.
+      images: [B, H, W, 3] (or an array of that shape and dtype) to be fed to it.
+      outputs: the layers that will be requested (None: all).
+
+    Returns:
+      Flax variables: ``params`` and, when some layer uses Winograd, the ``"winograd"``
+      collection.
+    """
+    _, state = module.apply(
+        {"params": params}, images, outputs=outputs, mutable=[WINOGRAD_COLLECTION]
+    )
+    return {"params": params, **state}
 
 
 def _phases(x: jax.Array) -> tuple[jax.Array, ...]:

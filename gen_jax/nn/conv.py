@@ -53,8 +53,11 @@ __all__ = [
 
 ALGORITHMS = ("direct", "winograd", "auto")
 # "auto" leaves layers thinner than this (input or output) to the direct convolution: the
-# transforms cost O(C + K) per pixel against the products' O(C K), and on VGG19's 64-channel
-# layers they cancel the saving (`python -m benchmarks.vgg_layer_speed`).
+# transforms cost O(C + K) per pixel against the products' O(C K), and VGG19's 3-channel
+# conv1_1 would be 2.5x slower (`python -m benchmarks.vgg_layer_speed`). Its 64-channel
+# layers are left direct too: conv1_2 gains nothing there, and Winograd's rounding in front
+# of pool1 breaks the exact ties of flat image regions differently from PyTorch, which
+# moved the style-transfer gradient 7.6e-4 away from it (1.5e-5 when direct).
 _AUTO_MIN_CHANNELS = 128
 # Outputs smaller than this on a side use F(2x2, 3x3): 4x4 tiles would leave too few rows
 # in each of the 36 matrix products (measured on VGG19's 16x16 and 32x32 maps).

@@ -26,6 +26,12 @@ the kernel flipped in space and transposed in channels), so it runs through the 
 Winograd path; the kernel gradient is `gen_jax.nn.conv.kernel_gradient`'s canonical
 convolution, which XLA removes when nothing asks for it (image optimisation over a fixed
 network).
+
+Data layout: the input transform is elementwise combinations of strided slices; the
+kernel and output transforms are each one matrix product against a Kronecker product of
+the small transform matrices, whose result is already in the layout the next step reads.
+The kernel transforms depend only on the kernel: `winograd_kernels` computes them once,
+for loops XLA does not hoist them out of (`gen_jax.models.vgg.prepare_variables`).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["TILES", "winograd_conv3x3"]
+__all__ = ["TILES", "winograd_conv3x3", "winograd_kernels"]
 
 TILES = (2, 4)
 
@@ -84,9 +90,9 @@ _TRANSFORMS = {
 def _combine(matrix: np.ndarray, parts: Sequence[jax.Array]) -> list[jax.Array]:
     """``[sum_j matrix[i, j] * parts[j] for i]`` with the zero terms left out.
 
-    The transforms' coefficients are small integers (or exact fractions), so each row is a
-    handful of adds that XLA fuses into one elementwise loop; a `dot` against a 6x6
-    matrix would be a poorly shaped matrix product instead.
+    The input transform's coefficients are small integers, so each row is a handful of
+    adds that XLA fuses into one elementwise loop (a product against ``B^T kron B^T`` would
+    first need a 2.25x copy of the overlapping tiles, and measured 2x slower).
     """
     rows = []
     for coefficients in matrix:
@@ -103,29 +109,49 @@ def _combine(matrix: np.ndarray, parts: Sequence[jax.Array]) -> list[jax.Array]:
 def _kernel_transform(w: jax.Array, tile: int, flipped: bool) -> jax.Array:
     """``U = G w G^T`` for every channel pair: [3, 3, C, K] -> [(m+2)^2, C, K].
 
-    ``flipped`` transforms the kernel turned by 180 degrees (G with its columns reversed)
-    without materialising it. Written as elementwise combinations, like the data
-    transforms: inside L-BFGS's loops XLA recomputes this at every evaluation, and an
-    einsum here costs a poorly shaped matrix product plus a transposing copy of U.
+    One product ``(G kron G) [(m+2)^2, 9] x w [9, C K]``, whose result is already in the
+    layout the batched products read (a stack of elementwise combinations, like the data
+    transforms', is 3x slower here: it ends in a copy of all of U). ``flipped``
+    transforms the kernel turned by 180 degrees (G with its columns reversed) without
+    materialising it.
     """
     _, g, _ = _TRANSFORMS[tile]
     if flipped:
         g = g[:, ::-1]
-    rows = _combine(g, [w[i] for i in range(3)])  # (m+2) x [3, C, K]
-    return jnp.stack([u for r in rows for u in _combine(g, [r[j] for j in range(3)])])
+    gg = jnp.asarray(np.kron(g, g), w.dtype)
+    u = jnp.dot(gg, w.reshape(9, -1), precision=lax.Precision.HIGHEST)
+    return u.reshape(gg.shape[0], *w.shape[2:])
 
 
-def _winograd(x, w, pads, tile, precision, transposed):
+def winograd_kernels(w: jax.Array, tile: int = 4) -> tuple[jax.Array, jax.Array]:
+    """The transformed kernels a `winograd_conv3x3` with this ``w`` and ``tile`` uses.
+
+    ``(U, U_flipped)``: ``G w G^T`` for every channel pair ([(m+2)^2, C, K]), and the same
+    for the kernel turned by 180 degrees, which the input gradient convolves with. They
+    depend only on ``w``: pass them as ``kernels=`` to compute them once for many
+    convolutions with a fixed kernel. Inside L-BFGS's nested loops (a line search inside
+    a conditional inside a scan) XLA does not move them out of the loop by itself, and
+    recomputing them at every evaluation costs as much as a fifth of a VGG19
+    style-transfer evaluation (`gen_jax.models.vgg.prepare_variables` does this for
+    VGG).
+    """
+    if tile not in TILES:
+        raise ValueError(f"tile must be one of {TILES}; got {tile!r}.")
+    if w.ndim != 4 or w.shape[:2] != (3, 3):
+        raise ValueError(f"w must be a [3, 3, C, K] kernel; got shape {w.shape}.")
+    return _kernel_transform(w, tile, flipped=False), _kernel_transform(w, tile, flipped=True)
+
+
+def _winograd(x, u, k, pads, tile, precision, transposed):
     """The VALID 3x3 convolution of ``x`` zero-padded by ``pads``, by F(m x m, 3 x 3).
 
-    ``transposed`` convolves with the kernel flipped in space and transposed in channels
-    (``w[::-1, ::-1].transpose(0, 1, 3, 2)``, the input gradient's kernel), read from
-    ``w`` as it is.
+    ``u`` is the transformed kernel [(m+2)^2, C, K]; ``transposed`` contracts it on K
+    instead (with ``u`` from the flipped kernel: the input gradient's convolution, whose
+    kernel is ``w[::-1, ::-1].transpose(0, 1, 3, 2)``), giving ``k`` output channels.
     """
     b_t, _, a_t = _TRANSFORMS[tile]
     a = tile + 2
     n, h, wd, c = x.shape
-    k = w.shape[2] if transposed else w.shape[3]
     ho, wo = h + sum(pads[0]) - 2, wd + sum(pads[1]) - 2
     th, tw = -(-ho // tile), -(-wo // tile)
     # Pad on to whole tiles: rows past the output only meet zeros and are cropped below.
@@ -144,42 +170,55 @@ def _winograd(x, w, pads, tile, precision, transposed):
     for r in rows:
         v.extend(_combine(b_t, [r[:, :, j : j + tile * (tw - 1) + 1 : tile] for j in range(a)]))
     v = jnp.stack(v).reshape(a * a, n * th * tw, c)
-    u = _kernel_transform(w, tile, flipped=transposed).astype(v.dtype)  # [(m+2)^2, C, K]
     # The (m+2)^2 products [tiles, C] x [C, K], batched: the only O(C K) work.
     contract = 2 if transposed else 1
-    m = lax.dot_general(v, u, (((2,), (contract,)), ((0,), (0,))), precision=precision)
-    m = m.reshape(a, a, n, th, tw, k)
-    # Y = A^T M A, then the m x m output blocks back into place.
-    cols = _combine(a_t, [m[i] for i in range(a)])
-    y = jnp.stack([jnp.stack(_combine(a_t, [col[j] for j in range(a)])) for col in cols])
+    m = lax.dot_general(
+        v, u.astype(v.dtype), (((2,), (contract,)), ((0,), (0,))), precision=precision
+    )
+    # Y = A^T M A as one product (A kron A) [m^2, (m+2)^2] x M [(m+2)^2, tiles K], then
+    # the m x m output blocks back into place.
+    aa = jnp.asarray(np.kron(a_t, a_t), m.dtype)
+    y = jnp.dot(aa, m.reshape(a * a, -1), precision=lax.Precision.HIGHEST)
+    y = y.reshape(tile, tile, n, th, tw, k)
     y = y.transpose(2, 3, 0, 4, 1, 5).reshape(n, tile * th, tile * tw, k)
     return y[:, :ho, :wo]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _conv(x, w, pads, tile, precision, transposed):
-    return _winograd(x, w, pads, tile, precision, transposed)
+def _out_channels(w, transposed):
+    return w.shape[2] if transposed else w.shape[3]
 
 
-def _conv_fwd(x, w, pads, tile, precision, transposed):
-    return _winograd(x, w, pads, tile, precision, transposed), (x, w)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
+def _conv(x, w, u, u_other, pads, tile, precision, transposed):
+    """Winograd convolution with ``u``; ``u_other`` is the transform its gradient uses.
+
+    Both come from ``w`` (`winograd_kernels`); ``w`` itself only feeds the kernel
+    gradient, and ``u``/``u_other`` get zero cotangents: the kernel gradient already is the
+    whole derivative in ``w``.
+    """
+    return _winograd(x, u, _out_channels(w, transposed), pads, tile, precision, transposed)
+
+
+def _conv_fwd(x, w, u, u_other, pads, tile, precision, transposed):
+    y = _winograd(x, u, _out_channels(w, transposed), pads, tile, precision, transposed)
+    return y, (x, w, u, u_other)
 
 
 def _conv_bwd(pads, tile, precision, transposed, residuals, g):
     # Deferred: gen_jax.nn.conv imports this module.
     from gen_jax.nn.conv import kernel_gradient
 
-    x, w = residuals
+    x, w, u, u_other = residuals
     g = g.astype(x.dtype)
     # dL/dx: the full correlation of g with the flipped, channel-transposed kernel, which
     # is again a 3x3 convolution (padded 2 - pad) through the same path; flipping twice
-    # gives back the kernel itself.
+    # gives back the kernel itself, so the roles of the two transforms swap.
     pads_t = tuple((2 - lo, 2 - hi) for lo, hi in pads)
-    dx = _conv(g, w, pads_t, tile, precision, not transposed)
+    dx = _conv(g, w, u_other, u, pads_t, tile, precision, not transposed)
     dw = kernel_gradient(x, g, pads, (3, 3), precision)
     if transposed:
         dw = dw[::-1, ::-1].transpose(0, 1, 3, 2)
-    return dx.astype(x.dtype), dw.astype(w.dtype)
+    return dx.astype(x.dtype), dw.astype(w.dtype), jnp.zeros_like(u), jnp.zeros_like(u_other)
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
@@ -192,6 +231,7 @@ def winograd_conv3x3(
     *,
     tile: int = 4,
     precision=None,
+    kernels: tuple[jax.Array, jax.Array] | None = None,
 ) -> jax.Array:
     """A stride-1 3x3 convolution, NHWC input and HWIO kernel, by Winograd's F(m x m, 3 x 3).
 
@@ -205,6 +245,8 @@ def winograd_conv3x3(
       padding: ((top, bottom), (left, right)) zero padding, each in 0..2.
       tile: m, the output tile's side: 2 or 4 (see the module docstring).
       precision: passed to the batched matrix product.
+      kernels: ``winograd_kernels(w, tile)``, computed once ahead (None: computed here).
+        They must be those of this ``w``: the kernel gradient is taken from ``w``.
 
     Returns:
       [N, H + top + bottom - 2, W + left + right - 2, K].
@@ -233,4 +275,13 @@ def winograd_conv3x3(
         raise ValueError(f"x of shape {x.shape} padded by {pads} is smaller than the 3x3 kernel.")
     if isinstance(precision, list):
         precision = tuple(precision)
-    return _conv(x, w, pads, tile, precision, False)
+    a2 = (tile + 2) ** 2
+    if kernels is None:
+        kernels = winograd_kernels(w, tile)
+    elif len(kernels) != 2 or any(np.shape(k) != (a2, *w.shape[2:]) for k in kernels):
+        raise ValueError(
+            f"kernels must be winograd_kernels(w, tile={tile}): two arrays of shape "
+            f"{(a2, *w.shape[2:])}; got shapes {[np.shape(k) for k in kernels]}."
+        )
+    u, u_flipped = kernels
+    return _conv(x, w, u, u_flipped, pads, tile, precision, False)

@@ -15,6 +15,11 @@ or a frozen dataclass with ``__call__``, which compares by value), and a second 
 the same shapes reuses the compiled program. A fresh closure or ``lambda`` per call
 recompiles every time.
 
+A ``loss_fn`` with a ``prepare(image, *args) -> args`` method (`PerceptualLoss` has one)
+gets its arguments through it once per compiled chunk, before the loop: work that depends
+only on ``args`` goes there. XLA does not hoist it out of L-BFGS's nested loops (a line
+search inside a conditional inside a scan) by itself.
+
 Parametrisation (``parametrization``):
 
 * ``"pixels"`` (default): L-BFGS works on the raw pixel values, unconstrained, as in
@@ -146,6 +151,10 @@ def _init(init, *, solver):
 @functools.partial(jax.jit, static_argnames=("loss_fn", "solver", "num_steps"))
 def _run_chunk(u, opt_state, args, *, loss_fn, solver, num_steps):
     """`num_steps` iterations in one `lax.scan`; returns the loss before each iteration."""
+    prepare = getattr(loss_fn, "prepare", None)
+    if callable(prepare):
+        # Work that depends only on args, once per chunk rather than at every evaluation.
+        args = tuple(prepare(solver.to_image(u), *args))
     f = _objective(loss_fn, solver, args)
     tx = solver.transformation()
     is_lbfgs = solver.name == "lbfgs"

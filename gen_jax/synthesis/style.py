@@ -33,6 +33,7 @@ from gen_jax.losses.perceptual import (
     style_layer_loss,
     total_variation,
 )
+from gen_jax.models.vgg import VGG, WINOGRAD_COLLECTION, prepare_variables
 from gen_jax.synthesis import color
 from gen_jax.synthesis.optimize import as_unit_image, optimize_image
 
@@ -89,9 +90,22 @@ def _weights(weights: Sequence[float] | None, layers: Sequence[str], name: str) 
     return weights
 
 
+def _variables(params) -> dict:
+    """Flax variables from plain ``params`` or from `prepare_variables`' result."""
+    if isinstance(params, Mapping) and "params" in params and set(params) <= _VARIABLES:
+        return params
+    return {"params": params}
+
+
+_VARIABLES = {"params", WINOGRAD_COLLECTION}
+
+
 def _features(module, params, images: jax.Array, layers: tuple[str, ...]) -> dict:
-    """The named activations of `images` [B, H, W, 3]; checks that every layer came back."""
-    feats = module.apply({"params": params}, images, outputs=layers)
+    """The named activations of `images` [B, H, W, 3]; checks that every layer came back.
+
+    ``params`` are the module's parameters, or the variables of `prepare_variables`.
+    """
+    feats = module.apply(_variables(params), images, outputs=layers)
     missing = [name for name in layers if name not in feats]
     if missing:
         raise ValueError(f"the feature network returned no layer {missing}; got {sorted(feats)}.")
@@ -158,7 +172,8 @@ class PerceptualLoss:
     equal settings hash equal and `optimize_image` reuses its compiled program.
 
     Call it as ``loss(image, params, content_targets, style_grams)`` with ``image``
-    ``[H, W, 3]`` and the dicts of `content_targets` / `style_grams`.
+    ``[H, W, 3]`` and the dicts of `content_targets` / `style_grams`; ``params`` may also
+    be what `prepare` returns.
     """
 
     module: Any
@@ -192,6 +207,20 @@ class PerceptualLoss:
 
     def __call__(self, image, params, content, grams) -> jax.Array:
         return self.terms(image, params, content, grams)["total"]
+
+    def prepare(self, image, params, content, grams) -> tuple:
+        """The arguments with the image-independent work on the network done once.
+
+        `optimize_image` calls this before its loop: for a `VGG`, ``params`` become the
+        variables of `gen_jax.models.vgg.prepare_variables` (its Winograd kernel
+        transforms), which XLA would otherwise recompute at every evaluation. Other
+        modules get their arguments back unchanged.
+        """
+        if isinstance(self.module, VGG):
+            layers = tuple(sorted(set(self.content_layers) | set(self.style_layers)))
+            x = jnp.asarray(image)[None]
+            params = prepare_variables(self.module, params, x, layers or None)
+        return params, content, grams
 
 
 _terms = jax.jit(PerceptualLoss.terms, static_argnums=0)

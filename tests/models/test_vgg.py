@@ -16,6 +16,7 @@ from gen_jax.models.vgg import (
     load_vgg_keras_h5,
     load_vgg_torchvision,
     pool_2x2,
+    prepare_variables,
     random_vgg_params,
     torchvision_conv_indices,
     vgg_layer_names,
@@ -395,3 +396,30 @@ def test_conv_algorithms_agree_on_vgg19():
         np.testing.assert_allclose(out["auto"][name], out["direct"][name], atol=1e-5 * scale)
     with pytest.raises(ValueError, match="conv_algorithm"):
         VGG(depth=19, conv_algorithm="fft").apply({"params": params}, x)
+
+
+def test_prepared_variables_give_the_same_features_and_gradients():
+    """`prepare_variables`: Winograd kernels computed once, the same maps and gradients."""
+    params = _random_numpy_params(19)
+    net = VGG(depth=19, conv_algorithm="auto")
+    x = jax.random.uniform(KEY, (1, 48, 40, 3))
+    layers = ("relu2_2", "relu4_1")
+    variables = jax.jit(lambda p, x: prepare_variables(net, p, x, layers))(params, x)
+    assert set(variables) == {"params", "winograd"}
+    # conv2_1 (64 -> 128) stays direct and gets nothing; conv2_2 (128 -> 128) is prepared.
+    assert "conv2_1" not in variables["winograd"] and "conv2_2" in variables["winograd"]
+
+    def loss(variables, x):
+        feats = net.apply(variables, x, outputs=layers)
+        return sum(jnp.sum(f**2) for f in feats.values())
+
+    plain, plain_grad = jax.jit(jax.value_and_grad(loss, 1))({"params": params}, x)
+    ahead, ahead_grad = jax.jit(jax.value_and_grad(loss, 1))(variables, x)
+    np.testing.assert_allclose(ahead, plain, rtol=1e-6)
+    np.testing.assert_allclose(
+        ahead_grad, plain_grad, rtol=1e-5, atol=1e-6 * float(jnp.abs(plain_grad).max())
+    )
+    # init builds parameters only; kernels prepared for another size are refused.
+    assert set(net.init(KEY, x[:, :32, :32])) == {"params"}
+    with pytest.raises(ValueError, match="winograd_kernels"):
+        net.apply(variables, jax.random.uniform(KEY, (1, 96, 96, 3)), outputs=layers)

@@ -8,7 +8,7 @@ import pytest
 from jax import lax
 
 from gen_jax.nn.conv import conv_general_dilated, winograd_tile
-from gen_jax.nn.winograd import winograd_conv3x3
+from gen_jax.nn.winograd import winograd_conv3x3, winograd_kernels
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -134,8 +134,8 @@ def test_auto_choice():
     assert _tile(16, 512, 512) == 2
     # Left to the direct convolution: thin layers, other backends, bf16, 5x5, stride 2.
     assert _tile(64, 3, 64) is None
-    assert _tile(8, 512, 512) is None
     assert _tile(64, 64, 128) is None
+    assert _tile(8, 512, 512) is None
     assert _tile(64, 128, 128, backend="gpu") is None
     assert _tile(64, 128, 128, dtype=jnp.bfloat16) is None
     assert _tile(64, 128, 128, kernel=5) is None
@@ -162,3 +162,36 @@ def test_flax_conv_with_each_algorithm_agrees():
     np.testing.assert_allclose(outs["auto"], outs["direct"], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="algorithm"):
         conv_general_dilated(x, jnp.zeros((3, 3, 16, 4)), (1, 1), "SAME", algorithm="fast")
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+def test_kernels_computed_ahead_give_the_same_values_and_gradients(tile):
+    """`winograd_kernels` once, outside: the same convolution, input and kernel gradients."""
+    kx, kw, kg = jax.random.split(jax.random.PRNGKey(9), 3)
+    x = jax.random.normal(kx, (1, 9, 10, 5))
+    w = jax.random.normal(kw, (3, 3, 5, 7))
+    kernels = jax.jit(winograd_kernels, static_argnums=1)(w, tile)
+    assert [k.shape for k in kernels] == [((tile + 2) ** 2, 5, 7)] * 2
+    pads = ((1, 1), (1, 1))
+    ahead = lambda x, w: winograd_conv3x3(x, w, pads, tile=tile, kernels=kernels)
+    inside = lambda x, w: winograd_conv3x3(x, w, pads, tile=tile)
+    y_ahead, vjp_ahead = jax.vjp(ahead, x, w)
+    y_inside, vjp_inside = jax.vjp(inside, x, w)
+    np.testing.assert_allclose(y_ahead, y_inside, rtol=1e-6, atol=1e-6)
+    g = jax.random.normal(kg, y_ahead.shape)
+    for a, b in zip(vjp_ahead(g), vjp_inside(g)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    # The transform is G w G^T: its (0, 0) entry is w's corner tap times G[0, 0]^2.
+    g00 = {2: 1.0, 4: 1 / 16}[tile]
+    np.testing.assert_allclose(kernels[0][0], w[0, 0] * g00, rtol=1e-6)
+    np.testing.assert_allclose(kernels[1][0], w[2, 2] * g00, rtol=1e-6)
+
+
+def test_kernels_of_the_wrong_shape_are_refused():
+    x, w = jnp.zeros((1, 8, 8, 3)), jnp.zeros((3, 3, 3, 4))
+    with pytest.raises(ValueError, match="winograd_kernels"):
+        winograd_conv3x3(x, w, tile=4, kernels=winograd_kernels(w, 2))
+    with pytest.raises(ValueError, match="tile"):
+        winograd_kernels(w, 3)
+    with pytest.raises(ValueError, match="3, 3, C, K"):
+        winograd_kernels(jnp.zeros((5, 5, 3, 4)), 4)

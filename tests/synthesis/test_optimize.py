@@ -114,3 +114,29 @@ def test_bad_options_are_refused(kwargs, match):
 def test_non_scalar_loss_is_refused():
     with pytest.raises(ValueError, match="scalar"):
         optimize_image(lambda x: x**2, jnp.zeros(3), steps=2)
+
+
+class _ShiftedQuadratic:
+    """A loss whose `prepare` turns its argument into the minimiser: used once, ahead."""
+
+    calls = 0
+
+    def __call__(self, x, c):
+        return jnp.sum(jnp.square(x - c))
+
+    def prepare(self, image, c):
+        type(self).calls += 1  # traced once per compiled chunk, not per evaluation
+        assert image.shape == (4,)
+        return (c + 1.0,)
+
+    def __hash__(self):
+        return 0
+
+    def __eq__(self, other):
+        return isinstance(other, _ShiftedQuadratic)
+
+
+def test_prepare_is_applied_to_the_arguments_once_before_the_loop():
+    r = optimize_image(_ShiftedQuadratic(), jnp.zeros(4), C, steps=10, clip=False)
+    np.testing.assert_allclose(r.image, C + 1.0, atol=1e-5)
+    assert _ShiftedQuadratic.calls == 1

@@ -208,3 +208,27 @@ def test_match_color_moments(mode):
     np.testing.assert_allclose(np.cov(out.T, bias=True), np.cov(ref.T, bias=True), atol=2e-4)
     with pytest.raises(ValueError, match="mode"):
         color.match_color(style, content, "lab")
+
+
+def test_prepare_precomputes_vgg_winograd_kernels_and_keeps_the_loss():
+    """`PerceptualLoss.prepare`: VGG params become variables with the Winograd kernels;
+    the loss and its gradient are unchanged; other networks get their arguments back."""
+    from gen_jax.models.vgg import VGG, random_vgg_params
+
+    net = VGG(depth=19, conv_algorithm="auto")
+    params = random_vgg_params(jax.random.PRNGKey(1), depth=19)
+    image = jax.random.uniform(jax.random.PRNGKey(2), (64, 64, 3))
+    loss = PerceptualLoss(net, ("relu2_2",), ("relu2_1", "relu3_1"), (0.5, 0.5), beta=10.0)
+    p = content_targets(net, params, image * 0.5, loss.content_layers)
+    g = style_grams(net, params, image[::-1], loss.style_layers)
+    prepared, p2, g2 = jax.jit(loss.prepare)(image, params, p, g)
+    assert p2 is not None and g2 is not None
+    assert "conv3_2" not in prepared["winograd"]  # past relu3_1: not run
+    assert set(prepared["winograd"]) == {"conv2_2", "conv3_1"}  # >= 128 channels, >= 16 px
+    value_grad = jax.jit(jax.value_and_grad(loss))
+    v0, d0 = value_grad(image, params, p, g)
+    v1, d1 = value_grad(image, prepared, p, g)
+    np.testing.assert_allclose(v1, v0, rtol=1e-6)
+    np.testing.assert_allclose(d1, d0, rtol=1e-5, atol=1e-6 * float(jnp.abs(d0).max()))
+    tiny = PerceptualLoss(NET, ("a",), ("b",), (1.0,))
+    assert tiny.prepare(_smooth(8, 8), PARAMS, {}, {})[0] is PARAMS
