@@ -1,4 +1,4 @@
-"""Per-layer times of VGG19's convolutions and pools, direct against Winograd: the evidence
+"""Per-layer times of VGG19's convolutions, pools and Gram matrices: the evidence
 behind `conv_algorithm="auto"` and `gen_jax.models.vgg.pool_2x2`.
 
     python -m benchmarks.vgg_layer_speed --size 256 --out docs/bench/vgg_layers_cpu.md
@@ -8,7 +8,9 @@ For each distinct 3x3 convolution of VGG19 up to relu5_1 at a `--size` x `--size
 3-step `lax.scan` (where L-BFGS's line search runs its evaluations), for the direct
 convolution (`gen_jax.nn.conv`) and Winograd F(2x2, 3x3) and F(4x4, 3x3)
 (`gen_jax.nn.winograd`), and which one `conv_algorithm="auto"` picks. Then the same for
-the 2x2 max pool after each block: flax's windowed `max_pool` against `pool_2x2`.
+the 2x2 max pool after each block: flax's windowed `max_pool` against `pool_2x2`; and
+the Gram matrix of each style layer (relu1_1..relu5_1): JAX's gradient of the einsum
+against `gen_jax.losses.perceptual.gram_matrix`'s written-out one.
 Timings are the median of `--repeats` calls after a compiling one.
 """
 
@@ -25,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from gen_jax.losses.perceptual import gram_matrix
 from gen_jax.models.vgg import pool_2x2
 from gen_jax.nn.conv import conv_general_dilated, winograd_tile
 from gen_jax.nn.winograd import winograd_conv3x3
@@ -95,7 +98,30 @@ def measure(size: int, repeats: int) -> dict:
                 "pool_2x2": seconds_per_step(pool_2x2, x, repeats),
             }
         )
-    return {"size": size, "convs": convs, "pools": pools}
+    grams = []
+    for name, side, c in _style_layers(size):
+        x = jax.random.uniform(key, (1, side, side, c))
+        grams.append(
+            {
+                "layer": name,
+                "side": side,
+                "channels": c,
+                "einsum": seconds_per_step(_einsum_gram, x, repeats),
+                "gram_matrix": seconds_per_step(gram_matrix, x, repeats),
+            }
+        )
+    return {"size": size, "convs": convs, "pools": pools, "grams": grams}
+
+
+def _style_layers(size: int) -> list[tuple[str, int, int]]:
+    """Gatys' style layers relu1_1..relu5_1 of VGG19: (name, side, channels)."""
+    return [(f"relu{b + 1}_1", size >> b, c) for b, c in enumerate((64, 128, 256, 512, 512))]
+
+
+def _einsum_gram(f: jax.Array) -> jax.Array:
+    """F^T F with JAX's own gradient: the reference `gram_matrix`'s is measured against."""
+    flat = f.reshape(f.shape[0], -1, f.shape[-1])
+    return jnp.einsum("bmi,bmj->bij", flat, flat, precision=lax.Precision.HIGHEST)
 
 
 def format_markdown(result: dict) -> str:
@@ -132,6 +158,16 @@ def format_markdown(result: dict) -> str:
         lines.append(
             f"| {p['side']}x{p['side']}x{p['channels']} | {p['flax max_pool'] * 1e3:.1f} | "
             f"{p['pool_2x2'] * 1e3:.1f} | {p['flax max_pool'] / p['pool_2x2']:.1f}x |"
+        )
+    lines += [
+        "",
+        "| Gram of | autodiff of the einsum, ms | `gram_matrix` ms | speed-up |",
+        "|---|---:|---:|---:|",
+    ]
+    for g in result["grams"]:
+        lines.append(
+            f"| {g['layer']} {g['side']}x{g['side']}x{g['channels']} | {g['einsum'] * 1e3:.1f} "
+            f"| {g['gram_matrix'] * 1e3:.1f} | {g['einsum'] / g['gram_matrix']:.1f}x |"
         )
     device = jax.devices()[0]
     lines += ["", f"- device: {device.platform} ({device.device_kind}), JAX {jax.__version__}"]

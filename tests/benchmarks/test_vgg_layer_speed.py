@@ -20,6 +20,9 @@ def test_tiny_run_times_every_layer_and_pool(tmp_path):
     table = out.read_text()
     assert "| conv4_2..4 | 2x2 | 512->512 | 3 |" in table
     assert "| 2x2 max pool of |" in table
+    assert [g["layer"] for g in result["grams"]] == [f"relu{b}_1" for b in range(1, 6)]
+    assert all(g["einsum"] > 0 and g["gram_matrix"] > 0 for g in result["grams"])
+    assert "| relu5_1 1x1x512 |" in table
 
 
 @pytest.mark.parametrize("argv", [["--size", "8"], ["--repeats", "0"]])
