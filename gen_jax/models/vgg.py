@@ -263,6 +263,7 @@ class VGG(nn.Module):
 
 
 _SAME = ((1, 1), (1, 1))
+_NHWC = ("NHWC", "HWIO", "NHWC")
 # The collection that `prepare_variables` fills.
 WINOGRAD_COLLECTION = "winograd"
 
@@ -296,9 +297,6 @@ class _Conv3x3(nn.Module):
                 x, kernel, (1, 1), _SAME, dimension_numbers=_NHWC, algorithm=self.algorithm
             )
         return y + bias
-
-
-_NHWC = ("NHWC", "HWIO", "NHWC")
 
 
 def prepare_variables(module: VGG, params: Params, images: jax.Array, outputs=None) -> dict:

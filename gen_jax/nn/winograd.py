@@ -193,8 +193,8 @@ def _conv(x, w, u, u_other, pads, tile, precision, transposed):
     """Winograd convolution with ``u``; ``u_other`` is the transform its gradient uses.
 
     Both come from ``w`` (`winograd_kernels`); ``w`` itself only feeds the kernel
-    gradient, and ``u``/``u_other`` get zero cotangents: the kernel gradient already is the
-    whole derivative in ``w``.
+    gradient, and ``u``/``u_other`` get zero cotangents (``None``): the kernel gradient
+    already is the whole derivative in ``w``.
     """
     return _winograd(x, u, _out_channels(w, transposed), pads, tile, precision, transposed)
 
@@ -218,7 +218,7 @@ def _conv_bwd(pads, tile, precision, transposed, residuals, g):
     dw = kernel_gradient(x, g, pads, (3, 3), precision)
     if transposed:
         dw = dw[::-1, ::-1].transpose(0, 1, 3, 2)
-    return dx.astype(x.dtype), dw.astype(w.dtype), jnp.zeros_like(u), jnp.zeros_like(u_other)
+    return dx.astype(x.dtype), dw.astype(w.dtype), None, None
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)

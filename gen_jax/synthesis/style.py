@@ -90,14 +90,14 @@ def _weights(weights: Sequence[float] | None, layers: Sequence[str], name: str) 
     return weights
 
 
+_VARIABLES = {"params", WINOGRAD_COLLECTION}
+
+
 def _variables(params) -> dict:
     """Flax variables from plain ``params`` or from `prepare_variables`' result."""
     if isinstance(params, Mapping) and "params" in params and set(params) <= _VARIABLES:
         return params
     return {"params": params}
-
-
-_VARIABLES = {"params", WINOGRAD_COLLECTION}
 
 
 def _features(module, params, images: jax.Array, layers: tuple[str, ...]) -> dict:
@@ -185,12 +185,17 @@ class PerceptualLoss:
     tv_weight: float = 0.0
     tv_beta: float = 2.0
 
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Every layer the loss reads, content and style, sorted."""
+        return tuple(sorted(set(self.content_layers) | set(self.style_layers)))
+
     def terms(
         self, image: ArrayLike, params, content: Mapping[str, jax.Array], grams: Mapping
     ) -> dict[str, jax.Array]:
         """Unweighted ``content``, ``style`` (sum of ``w_l E_l``), ``tv`` and the ``total``."""
         x = jnp.asarray(image)[None]
-        layers = tuple(sorted(set(self.content_layers) | set(self.style_layers)))
+        layers = self.layers
         feats = _features(self.module, params, x, layers) if layers else {}
         zero = jnp.zeros((), x.dtype)
         c = sum((content_loss(feats[n], content[n])[0] for n in self.content_layers), zero)
@@ -216,10 +221,9 @@ class PerceptualLoss:
         transforms), which XLA would otherwise recompute at every evaluation. Other
         modules get their arguments back unchanged.
         """
-        if isinstance(self.module, VGG):
-            layers = tuple(sorted(set(self.content_layers) | set(self.style_layers)))
+        if isinstance(self.module, VGG) and self.layers:
             x = jnp.asarray(image)[None]
-            params = prepare_variables(self.module, params, x, layers or None)
+            params = prepare_variables(self.module, params, x, self.layers)
         return params, content, grams
 
 
