@@ -192,8 +192,8 @@ class VGG(nn.Module):
       preprocessing: "torch", "caffe" or "none"; applied to the [0, 1] RGB input.
       dtype: computation dtype (parameters stay `param_dtype`); outputs are float32.
       conv_algorithm: "auto" (Winograd F(4x4, 3x3) or F(2x2, 3x3) for the convolutions
-        with at least 128 input and output channels on maps of at least 16 px, on the
-        CPU backend in float32; VGG19's convolutions about 1.5x faster there, measured
+        with at least 64 input and output channels on maps of at least 16 px, on the
+        CPU backend in float32; VGG19's convolutions about 2x faster there, measured
         by `benchmarks.vgg_layer_speed`), "direct" or "winograd"; see
         `gen_jax.nn.conv.winograd_tile`. Values agree to float rounding
         (about 1e-6 relative; the style-transfer gradient to about 2e-5).

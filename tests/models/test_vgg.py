@@ -406,8 +406,8 @@ def test_prepared_variables_give_the_same_features_and_gradients():
     layers = ("relu2_2", "relu4_1")
     variables = jax.jit(lambda p, x: prepare_variables(net, p, x, layers))(params, x)
     assert set(variables) == {"params", "winograd"}
-    # conv2_1 (64 -> 128) stays direct and gets nothing; conv2_2 (128 -> 128) is prepared.
-    assert "conv2_1" not in variables["winograd"] and "conv2_2" in variables["winograd"]
+    # conv1_1 (3 -> 64) stays direct and gets nothing; conv1_2 (64 -> 64) is prepared.
+    assert "conv1_1" not in variables["winograd"] and "conv1_2" in variables["winograd"]
 
     def loss(variables, x):
         feats = net.apply(variables, x, outputs=layers)

@@ -133,8 +133,9 @@ def test_auto_choice():
     assert _tile(64, 256, 256) == 4
     assert _tile(16, 512, 512) == 2
     # Left to the direct convolution: thin layers, other backends, bf16, 5x5, stride 2.
+    assert _tile(64, 64, 128) == 4
     assert _tile(64, 3, 64) is None
-    assert _tile(64, 64, 128) is None
+    assert _tile(64, 32, 64) is None
     assert _tile(8, 512, 512) is None
     assert _tile(64, 128, 128, backend="gpu") is None
     assert _tile(64, 128, 128, dtype=jnp.bfloat16) is None

@@ -224,7 +224,8 @@ def test_prepare_precomputes_vgg_winograd_kernels_and_keeps_the_loss():
     prepared, p2, g2 = jax.jit(loss.prepare)(image, params, p, g)
     assert p2 is not None and g2 is not None
     assert "conv3_2" not in prepared["winograd"]  # past relu3_1: not run
-    assert set(prepared["winograd"]) == {"conv2_2", "conv3_1"}  # >= 128 channels, >= 16 px
+    # >= 64 channels, >= 16 px: all but the 3-channel conv1_1.
+    assert set(prepared["winograd"]) == {"conv1_2", "conv2_1", "conv2_2", "conv3_1"}
     value_grad = jax.jit(jax.value_and_grad(loss))
     v0, d0 = value_grad(image, params, p, g)
     v1, d1 = value_grad(image, prepared, p, g)
