@@ -168,9 +168,7 @@ def _winograd(x, u, k, pads, tile, precision, transposed):
     # the columns (column j of every tile is the strided slice x[:, :, j::m]), then along
     # the rows of that. Combining the 36 outputs straight from x instead (one fusion per
     # output, each re-reading its strided slices) costs 1.2-1.7x more per layer.
-    cols = jnp.stack(
-        _combine(b_t, [x[:, :, j : j + tile * (tw - 1) + 1 : tile] for j in range(a)])
-    )
+    cols = jnp.stack(_combine(b_t, [x[:, :, j : j + tile * (tw - 1) + 1 : tile] for j in range(a)]))
     v = jnp.stack(_combine(b_t, [cols[:, :, i : i + tile * (th - 1) + 1 : tile] for i in range(a)]))
     v = v.reshape(a * a, n * th * tw, c)
     # The (m+2)^2 products [tiles, C] x [C, K], batched: the only O(C K) work.
