@@ -1,0 +1,256 @@
+"""Where a style-transfer evaluation spends its time on XLA:CPU, by kind of operation.
+
+    python -m benchmarks.synthesis_profile [--size 256] [--iterations 5] [--out FILE.md]
+    taskset -c 0 python -m benchmarks.synthesis_profile ...   # one core: shares add up
+
+Runs the optimisation of `benchmarks.synthesis_speed` (gen_jax side only: the same VGG19,
+objective and L-BFGS) once to compile, then once more under `jax.profiler`, and sums the
+duration of every operation the XLA:CPU runtime executed, per loss-and-gradient
+evaluation. Operations are named by their optimised HLO (dumped by XLA into a temporary
+folder, so this module sets ``--xla_dump_to`` before JAX starts) and put in one of these
+kinds by the operation at their root:
+
+* Winograd products: batched matrix products with 16 or 36 batches (F(2x2, 3x3) or
+  F(4x4, 3x3)), ``[positions, tiles, C] x [positions, C, K]``;
+* Winograd kernel/output transforms: products of a 16 or 36 row matrix against a
+  flattened array (the kernel transforms run once per run, before the loop, and are
+  spread over its evaluations here);
+* Winograd input transforms: the stacking (concatenate) fusions;
+* Gram products: every other matrix product;
+* direct convolutions;
+* other: elementwise fusions, pools, pads, copies, the optimiser's own vector work.
+
+On several cores XLA runs independent operations at the same time, so the kinds can add up
+to more than the wall time; pin the process to one core for shares that add up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+if "jax" in sys.modules:  # pragma: no cover - only when imported after JAX by hand
+    _DUMP_DIR = None
+else:
+    _DUMP_DIR = tempfile.mkdtemp(prefix="gen_jax_hlo_")
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + f" --xla_dump_to={_DUMP_DIR}"
+    ).strip()
+
+import argparse
+import collections
+import glob
+import re
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import synthesis_speed as speed
+from gen_jax.synthesis.optimize import optimize_image
+
+KINDS = (
+    "Winograd products",
+    "Winograd kernel/output transforms",
+    "Winograd input transforms",
+    "Gram products",
+    "direct convolutions",
+    "other",
+)
+
+# `%name = f32[...]{...} op(` at the start of an HLO instruction.
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ([\w\-]+)\(")
+_CALLS = re.compile(r"calls=%?([\w.\-]+)")
+_COMPUTATION = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) .*\{$")
+# Events that contain other events (the runtime's loops and conditionals).
+_PARENTS = ("ThunkExecutor", "while", "cond", "SlinkyThreadPool", "end:")
+
+
+def _dims(shape: str) -> tuple[int, ...]:
+    """``f32[36,64,512]{2,1,0}`` -> (36, 64, 512)."""
+    inner = shape[shape.index("[") + 1 : shape.index("]")]
+    return tuple(int(d) for d in inner.split(",") if d)
+
+
+def _kind_of_root(op: str, shape: str) -> str:
+    if op == "convolution":
+        return "direct convolutions"
+    if op == "dot":
+        dims = _dims(shape)
+        if len(dims) == 3 and dims[0] in (16, 36):
+            return "Winograd products"
+        if len(dims) == 2 and dims[0] in (16, 36):
+            return "Winograd kernel/output transforms"
+        return "Gram products"
+    if op == "concatenate":
+        return "Winograd input transforms"
+    return "other"
+
+
+def hlo_kinds(hlo_text: str) -> dict[str, str]:
+    """Every instruction of an optimised HLO module -> its kind (see the module docstring).
+
+    A fusion takes the kind of the root of the computation it calls.
+    """
+    roots: dict[str, tuple[str, str]] = {}
+    calls: dict[str, str] = {}
+    kinds: dict[str, str] = {}
+    computation = None
+    for line in hlo_text.splitlines():
+        header = _COMPUTATION.match(line)
+        if header and "=" not in line.split("{")[0]:
+            computation = header.group(1)
+            continue
+        m = _INSTRUCTION.match(line)
+        if not m:
+            continue
+        name, shape, op = m.groups()
+        if line.lstrip().startswith("ROOT") and computation is not None:
+            roots[computation] = (op, shape)
+        called = _CALLS.search(line)
+        if called:
+            calls[name] = called.group(1)
+        kinds[name] = _kind_of_root(op, shape)
+    for name, computation_name in calls.items():
+        if computation_name in roots:
+            kinds[name] = _kind_of_root(*roots[computation_name])
+    return kinds
+
+
+def summarize(
+    durations_ms: Iterable[tuple[str, float]], kinds: Mapping[str, str], evaluations: int
+) -> dict[str, float]:
+    """Milliseconds per evaluation of each kind, from (operation, duration) pairs."""
+    totals = collections.Counter({k: 0.0 for k in KINDS})
+    for name, ms in durations_ms:
+        if name.startswith(_PARENTS):
+            continue
+        totals[kinds.get(name, "other")] += ms
+    return {k: totals[k] / evaluations for k in KINDS}
+
+
+def _profiled_durations(trace_dir: str) -> list[tuple[str, float]]:
+    """(operation, ms) of every event on XLA:CPU's worker threads in a trace folder."""
+    from jax.profiler import ProfileData
+
+    (path,) = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)
+    out = []
+    for plane in ProfileData.from_file(path).planes:
+        for line in plane.lines:
+            if line.name.startswith("tf_XLAEigen"):
+                out.extend((e.name, e.duration_ns / 1e6) for e in line.events)
+    return out
+
+
+def profile(size: int, iterations: int, log=print) -> dict:
+    """Profiles `iterations` L-BFGS iterations of the benchmark's style transfer at `size`."""
+    if _DUMP_DIR is None:
+        raise RuntimeError("import benchmarks.synthesis_profile before JAX to name operations")
+    cfg = speed.BenchConfig(sizes=(size,), iterations=(iterations,), use_torch=False).resolve()
+    content, style, _ = speed.load_images(size, cfg.seed)
+    module, params, network = speed.build_network(cfg, np.stack([content, style]))
+    loss, _ = speed._make_losses(cfg, module, params, None, cfg.torch_channels_last)
+    targets, grams = speed._targets(module, params, loss, None, content, style)
+    x0 = jnp.asarray(content)
+
+    def run():
+        return jax.block_until_ready(
+            optimize_image(
+                loss,
+                x0,
+                params,
+                targets,
+                grams,
+                optimizer="lbfgs",
+                steps=iterations,
+                clip=False,
+                memory_size=speed.LBFGS_HISTORY,
+                max_linesearch_steps=speed.MAX_LINESEARCH_STEPS,
+            )
+        )
+
+    log(f"[profile] {size} px, {iterations} iterations: compiling")
+    result = run()
+    evaluations = int(np.asarray(result.evaluations).sum()) + 1
+    t0 = time.perf_counter()
+    run()
+    wall = time.perf_counter() - t0
+    trace_dir = tempfile.mkdtemp(prefix="gen_jax_trace_")
+    try:
+        jax.profiler.start_trace(trace_dir)
+        run()
+        jax.profiler.stop_trace()
+        durations = _profiled_durations(trace_dir)
+    finally:
+        shutil.rmtree(trace_dir, ignore_errors=True)
+    dumps = glob.glob(os.path.join(_DUMP_DIR, "*jit__run_chunk*cpu_after_optimizations.txt"))
+    if not dumps:
+        raise RuntimeError(f"no optimised HLO of the optimisation loop in {_DUMP_DIR}")
+    with open(max(dumps, key=os.path.getmtime)) as f:
+        kinds = hlo_kinds(f.read())
+    per_eval = summarize(durations, kinds, evaluations)
+    return {
+        "size": size,
+        "iterations": iterations,
+        "evaluations": evaluations,
+        "wall_ms_per_evaluation": 1e3 * wall / evaluations,
+        "ms_per_evaluation": per_eval,
+        "network": network,
+        "device": speed.describe_devices(),
+    }
+
+
+def format_markdown(result: dict) -> str:
+    per_eval = result["ms_per_evaluation"]
+    total = sum(per_eval.values())
+    lines = [
+        f"## Style-transfer evaluation at {result['size']} px by kind of operation",
+        "",
+        "| kind | ms per evaluation | share of the operations' time |",
+        "|---|---:|---:|",
+    ]
+    for kind in KINDS:
+        lines.append(f"| {kind} | {per_eval[kind]:.1f} | {100 * per_eval[kind] / total:.0f} % |")
+    lines += [
+        f"| all operations | {total:.1f} | |",
+        "",
+        (
+            f"- wall time per loss-and-gradient evaluation, unprofiled: "
+            f"{result['wall_ms_per_evaluation']:.1f} ms ({result['evaluations']} evaluations "
+            f"in {result['iterations']} L-BFGS iterations)"
+        ),
+        f"- {result['network']}",
+        f"- cores available to this process: {len(os.sched_getaffinity(0))}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--size", type=int, default=256, help=f"image side in pixels (>= {speed.MIN_SIZE})"
+    )
+    p.add_argument("--iterations", type=int, default=5, help="L-BFGS iterations profiled")
+    p.add_argument("--out", help="also write the markdown table here")
+    args = p.parse_args(argv)
+    if args.size < speed.MIN_SIZE:
+        p.error(f"--size: expected >= {speed.MIN_SIZE}, found {args.size}")
+    if args.iterations < 1:
+        p.error(f"--iterations: expected >= 1, found {args.iterations}")
+    result = profile(args.size, args.iterations)
+    text = format_markdown(result)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    if _DUMP_DIR is not None:
+        shutil.rmtree(_DUMP_DIR, ignore_errors=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()
