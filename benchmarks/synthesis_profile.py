@@ -8,15 +8,18 @@ objective and L-BFGS) once to compile, then once more under `jax.profiler`, and 
 duration of every operation the XLA:CPU runtime executed, per loss-and-gradient
 evaluation. Operations are named by their optimised HLO (dumped by XLA into a temporary
 folder, so this module sets ``--xla_dump_to`` before JAX starts) and put in one of these
-kinds by the operation at their root:
+kinds by the strongest operation they contain (a product, else a convolution, else a
+stacking):
 
 * Winograd products: batched matrix products with 16 or 36 batches (F(2x2, 3x3) or
   F(4x4, 3x3)), ``[positions, tiles, C] x [positions, C, K]``;
 * Winograd kernel/output transforms: products of a 16 or 36 row matrix against a
   flattened array (the kernel transforms run once per run, before the loop, and are
   spread over its evaluations here);
-* Winograd input transforms: the stacking (concatenate) fusions;
-* Gram products: every other matrix product;
+* Winograd input transforms: the fusions that stack 4 or 6 pieces on a new leading axis
+  (the two passes of `gen_jax.nn.winograd`'s input transform);
+* Gram products: every other matrix product (products with a scalar or vector result,
+  the optimiser's inner products, count as other);
 * direct convolutions;
 * other: elementwise fusions, pools, pads, copies, the optimiser's own vector work.
 
@@ -76,7 +79,12 @@ def _dims(shape: str) -> tuple[int, ...]:
     return tuple(int(d) for d in inner.split(",") if d)
 
 
-def _kind_of_root(op: str, shape: str) -> str:
+# What names a fusion's kind, strongest first: its products, then its convolutions, then
+# its stacking; a fusion with none of these is "other".
+_DEFINING_OPS = ("dot", "convolution", "concatenate")
+
+
+def _kind_of(op: str, shape: str) -> str:
     if op == "convolution":
         return "direct convolutions"
     if op == "dot":
@@ -85,8 +93,11 @@ def _kind_of_root(op: str, shape: str) -> str:
             return "Winograd products"
         if len(dims) == 2 and dims[0] in (16, 36):
             return "Winograd kernel/output transforms"
-        return "Gram products"
-    if op == "concatenate":
+        # Vector and scalar products are the optimiser's (L-BFGS's inner products).
+        return "Gram products" if len(dims) >= 2 else "other"
+    if op == "concatenate" and _dims(shape)[:1] in ((4,), (6,)):
+        # The transform's passes stack m + 2 = 4 or 6 pieces on a new leading axis (a
+        # pool's gradient stacks its phases on an inner one).
         return "Winograd input transforms"
     return "other"
 
@@ -94,9 +105,10 @@ def _kind_of_root(op: str, shape: str) -> str:
 def hlo_kinds(hlo_text: str) -> dict[str, str]:
     """Every instruction of an optimised HLO module -> its kind (see the module docstring).
 
-    A fusion takes the kind of the root of the computation it calls.
+    A fusion takes the kind of the strongest operation in the computation it calls
+    (`_DEFINING_OPS`), wherever that sits: XLA often ends a fusion with a bitcast.
     """
-    roots: dict[str, tuple[str, str]] = {}
+    defining: dict[str, tuple[str, str]] = {}
     calls: dict[str, str] = {}
     kinds: dict[str, str] = {}
     computation = None
@@ -109,15 +121,17 @@ def hlo_kinds(hlo_text: str) -> dict[str, str]:
         if not m:
             continue
         name, shape, op = m.groups()
-        if line.lstrip().startswith("ROOT") and computation is not None:
-            roots[computation] = (op, shape)
+        if op in _DEFINING_OPS and computation is not None:
+            best = defining.get(computation)
+            if best is None or _DEFINING_OPS.index(op) < _DEFINING_OPS.index(best[0]):
+                defining[computation] = (op, shape)
         called = _CALLS.search(line)
         if called:
             calls[name] = called.group(1)
-        kinds[name] = _kind_of_root(op, shape)
+        kinds[name] = _kind_of(op, shape)
     for name, computation_name in calls.items():
-        if computation_name in roots:
-            kinds[name] = _kind_of_root(*roots[computation_name])
+        if computation_name in defining:
+            kinds[name] = _kind_of(*defining[computation_name])
     return kinds
 
 

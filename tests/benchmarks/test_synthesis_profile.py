@@ -32,10 +32,11 @@ HloModule jit__run_chunk, entry_computation_layout={()->f32[]}
   ROOT %dot.3 = f32[64,64]{1,0} dot(%param_0.3, %param_0.3), lhs_contracting_dims={0}
 }
 
-%fused_computation.4 (param_0.4: f32[1,8,8,4]) -> f32[6,1,8,2,4] {
+%fused_computation.4 (param_0.4: f32[1,8,8,4]) -> f32[6,16,4] {
   %param_0.4 = f32[1,8,8,4]{3,2,1,0} parameter(0)
   %slice.4 = f32[1,8,2,4]{3,2,1,0} slice(%param_0.4), slice={[0:1], [0:8], [0:8:4], [0:4]}
-  ROOT %concatenate.4 = f32[6,1,8,2,4]{4,3,2,1,0} concatenate(%slice.4), dimensions={0}
+  %concatenate.4 = f32[6,1,8,2,4]{4,3,2,1,0} concatenate(%slice.4), dimensions={0}
+  ROOT %bitcast.4 = f32[6,16,4]{2,1,0} bitcast(%concatenate.4)
 }
 
 ENTRY %main.9 () -> f32[] {
@@ -43,9 +44,11 @@ ENTRY %main.9 () -> f32[] {
   %ynn_fusion.1 = f32[36,64,512]{2,1,0} fusion(%p, %p), kind=kCustom, calls=%fused_computation.1
   %ynn_fusion.2 = f32[16,32768]{1,0} fusion(%p, %p), kind=kCustom, calls=%fused_computation.2
   %ynn_fusion.3 = f32[64,64]{1,0} fusion(%p), kind=kCustom, calls=%fused_computation.3
-  %concatenate_fusion = f32[6,1,8,2,4]{4,3,2,1,0} fusion(%p), kind=kLoop, calls=%fused_computation.4
+  %concatenate_bitcast_fusion = f32[6,16,4]{2,1,0} fusion(%p), kind=kLoop, calls=%fused_computation.4
   %convolution.5 = f32[1,8,8,64]{3,2,1,0} convolution(%p, %p), window={size=3x3}
+  %dot.6 = f32[] dot(%p, %p), lhs_contracting_dims={0}, rhs_contracting_dims={0}
   %add_fusion = f32[1,8,8,64]{3,2,1,0} fusion(%p), kind=kLoop, calls=%fused_computation.9
+  %stack_fusion = f32[1,4,2,4,2,8]{5,4,3,2,1,0} concatenate(%p, %p), dimensions={3}
   ROOT %while.2 = f32[] while(%p), condition=%c, body=%b
 }
 """
@@ -56,9 +59,11 @@ def test_operations_get_the_kind_of_their_root():
     assert kinds["ynn_fusion.1"] == "Winograd products"
     assert kinds["ynn_fusion.2"] == "Winograd kernel/output transforms"
     assert kinds["ynn_fusion.3"] == "Gram products"
-    assert kinds["concatenate_fusion"] == "Winograd input transforms"
+    assert kinds["concatenate_bitcast_fusion"] == "Winograd input transforms"  # under a bitcast
     assert kinds["convolution.5"] == "direct convolutions"
+    assert kinds["dot.6"] == "other"  # an inner product of the optimiser
     assert kinds["add_fusion"] == "other"  # calls a computation that is not in the text
+    assert kinds["stack_fusion"] == "other"  # a pool gradient's stacking, not a transform
 
 
 def test_summary_is_per_evaluation_and_skips_container_events():
@@ -66,7 +71,7 @@ def test_summary_is_per_evaluation_and_skips_container_events():
     events = [
         ("ynn_fusion.1", 30.0),
         ("ynn_fusion.1", 10.0),
-        ("concatenate_fusion", 4.0),
+        ("concatenate_bitcast_fusion", 4.0),
         ("unknown.7", 2.0),
         ("while.2", 1000.0),  # contains the others
         ("ThunkExecutor::Execute", 1000.0),
