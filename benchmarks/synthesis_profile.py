@@ -46,7 +46,6 @@ import collections
 import glob
 import re
 import shutil
-import time
 from collections.abc import Iterable, Mapping
 
 import jax
@@ -54,7 +53,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import synthesis_speed as speed
-from gen_jax.synthesis.optimize import optimize_image
 
 KINDS = (
     "Winograd products",
@@ -169,34 +167,16 @@ def profile(size: int, iterations: int, log=print) -> dict:
     module, params, network = speed.build_network(cfg, np.stack([content, style]))
     loss, _ = speed._make_losses(cfg, module, params, None, cfg.torch_channels_last)
     targets, grams = speed._targets(module, params, loss, None, content, style)
-    x0 = jnp.asarray(content)
-
-    def run():
-        return jax.block_until_ready(
-            optimize_image(
-                loss,
-                x0,
-                params,
-                targets,
-                grams,
-                optimizer="lbfgs",
-                steps=iterations,
-                clip=False,
-                memory_size=speed.LBFGS_HISTORY,
-                max_linesearch_steps=speed.MAX_LINESEARCH_STEPS,
-            )
-        )
-
+    # The benchmark's own runner: the same `optimize_image` call and evaluation count.
+    runner = speed._JaxRunner(cfg, loss, jnp.asarray(content), params, targets, grams, iterations)
     log(f"[profile] {size} px, {iterations} iterations: compiling")
-    result = run()
-    evaluations = int(np.asarray(result.evaluations).sum()) + 1
-    t0 = time.perf_counter()
-    run()
-    wall = time.perf_counter() - t0
+    runner._optimize()
+    wall = runner.run()
+    evaluations = runner.info["evaluations"]
     trace_dir = tempfile.mkdtemp(prefix="gen_jax_trace_")
     try:
         jax.profiler.start_trace(trace_dir)
-        run()
+        runner._optimize()
         jax.profiler.stop_trace()
         durations = _profiled_durations(trace_dir)
     finally:
@@ -255,14 +235,16 @@ def main(argv: list[str] | None = None) -> dict:
         p.error(f"--size: expected >= {speed.MIN_SIZE}, found {args.size}")
     if args.iterations < 1:
         p.error(f"--iterations: expected >= 1, found {args.iterations}")
-    result = profile(args.size, args.iterations)
+    try:
+        result = profile(args.size, args.iterations)
+    finally:
+        if _DUMP_DIR is not None:
+            shutil.rmtree(_DUMP_DIR, ignore_errors=True)
     text = format_markdown(result)
     print(text)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
-    if _DUMP_DIR is not None:
-        shutil.rmtree(_DUMP_DIR, ignore_errors=True)
     return result
 
 

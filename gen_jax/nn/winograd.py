@@ -28,8 +28,9 @@ convolution, which XLA removes when nothing asks for it (image optimisation over
 network).
 
 Data layout: the input transform is elementwise combinations of strided slices, in two
-separable passes that each write one stacked array; the kernel and output transforms are each one matrix product against a Kronecker product of
-the small transform matrices, whose result is already in the layout the next step reads.
+separable passes that each write one stacked array; the kernel and output transforms are
+each one matrix product against a Kronecker product of the small transform matrices, whose
+result is already in the layout the next step reads.
 The kernel transforms depend only on the kernel: `winograd_kernels` computes them once,
 for loops XLA does not hoist them out of (`gen_jax.models.vgg.prepare_variables`).
 """

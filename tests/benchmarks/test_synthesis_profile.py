@@ -126,3 +126,10 @@ def test_bad_arguments_are_refused():
         sp.main(["--size", "8"])
     with pytest.raises(SystemExit):
         sp.main(["--iterations", "0"])
+
+
+def test_profiling_after_jax_started_is_refused_by_name(monkeypatch):
+    # Imported after JAX, the module could not set XLA's dump flag: no dump folder.
+    monkeypatch.setattr(sp, "_DUMP_DIR", None)
+    with pytest.raises(RuntimeError, match="before JAX"):
+        sp.profile(32, 1)
