@@ -10,7 +10,10 @@ convolution (`gen_jax.nn.conv`) and Winograd F(2x2, 3x3) and F(4x4, 3x3)
 (`gen_jax.nn.winograd`), and which one `conv_algorithm="auto"` picks. Then the same for
 the 2x2 max pool after each block: flax's windowed `max_pool` against `pool_2x2`; and
 the Gram matrix of each style layer (relu1_1..relu5_1): JAX's gradient of the einsum
-against `gen_jax.losses.perceptual.gram_matrix`'s written-out one.
+against `gen_jax.losses.perceptual.gram_matrix`'s written-out one. Last, for each layer
+that "auto" runs by Winograd, its batched transform-domain products (the bulk of a
+Winograd convolution) in both orders, transformed data on the left or the kernel on the
+left, and the order `gen_jax.nn.winograd` picks.
 Timings are the median of `--repeats` calls after a compiling one.
 """
 
@@ -29,6 +32,7 @@ from jax import lax
 
 from gen_jax.losses.perceptual import gram_matrix
 from gen_jax.models.vgg import pool_2x2
+from gen_jax.nn import winograd
 from gen_jax.nn.conv import conv_general_dilated, winograd_tile
 from gen_jax.nn.winograd import winograd_conv3x3
 
@@ -110,7 +114,74 @@ def measure(size: int, repeats: int) -> dict:
                 "gram_matrix": seconds_per_step(gram_matrix, x, repeats),
             }
         )
-    return {"size": size, "convs": convs, "pools": pools, "grams": grams}
+    return {
+        "size": size,
+        "convs": convs,
+        "pools": pools,
+        "grams": grams,
+        "products": _product_orders(convs, repeats),
+    }
+
+
+def _product_orders(convs: list[dict], repeats: int) -> list[dict]:
+    """Each Winograd layer's batched products with the data, then the kernel, on the left."""
+    key = jax.random.PRNGKey(1)
+    dims = (((2,), (2,)), ((0,), (0,)))
+    rows = []
+    for r in convs:
+        if r["auto"] == "direct":
+            continue
+        tile = int(r["auto"].removeprefix("winograd"))
+        tiles = (-(-r["side"] // tile)) ** 2
+        positions = (tile + 2) ** 2
+        v = jax.random.normal(key, (positions, tiles, r["c_in"]))
+        u = jax.random.normal(key, (positions, r["c_out"], r["c_in"]))
+        times = {
+            "data first": _seconds_per_product(
+                lambda v, u: lax.dot_general(v, u, dims), v, u, repeats
+            ),
+            "kernel first": _seconds_per_product(
+                lambda v, u: lax.dot_general(u, v, dims), v, u, repeats
+            ),
+        }
+        picked = winograd._kernel_first(tiles, r["c_in"], r["c_out"])
+        rows.append(
+            {
+                "layer": r["layer"],
+                "positions": positions,
+                "tiles": tiles,
+                "c_in": r["c_in"],
+                "c_out": r["c_out"],
+                **times,
+                "picked": "kernel first" if picked else "data first",
+            }
+        )
+    return rows
+
+
+def _seconds_per_product(product: Callable, v: jax.Array, u: jax.Array, repeats: int) -> float:
+    """One product per step of a 3-step scan whose carry feeds the next step's data.
+
+    The kernel is an argument, as in a network's loss: a constant baked into the program
+    could be laid out ahead by XLA, which no real call gets.
+    """
+
+    def run(v, u):
+        def body(v, _):
+            m = product(v, u)
+            # A cheap dependence on the result, so each step's product is computed.
+            return v + 1e-6 * jnp.mean(m), None
+
+        return lax.scan(body, v, None, length=3)[0]
+
+    run = jax.jit(run)
+    run(v, u).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run(v, u).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) / 3
 
 
 def _style_layers(size: int) -> list[tuple[str, int, int]]:
@@ -168,6 +239,22 @@ def format_markdown(result: dict) -> str:
         lines.append(
             f"| {g['layer']} {g['side']}x{g['side']}x{g['channels']} | {g['einsum'] * 1e3:.1f} "
             f"| {g['gram_matrix'] * 1e3:.1f} | {g['einsum'] / g['gram_matrix']:.1f}x |"
+        )
+    lines += [
+        "",
+        (
+            "| Winograd products of | batch x [tiles, C] x [C, K] | data first ms "
+            "| kernel first ms | picked | picked vs other |"
+        ),
+        "|---|---|---:|---:|---|---:|",
+    ]
+    for p in result["products"]:
+        other = "data first" if p["picked"] == "kernel first" else "kernel first"
+        lines.append(
+            f"| {p['layer']} | {p['positions']} x [{p['tiles']}, {p['c_in']}] x "
+            f"[{p['c_in']}, {p['c_out']}] | {p['data first'] * 1e3:.2f} | "
+            f"{p['kernel first'] * 1e3:.2f} | {p['picked']} | "
+            f"{p[other] / p[p['picked']]:.2f}x |"
         )
     device = jax.devices()[0]
     lines += ["", f"- device: {device.platform} ({device.device_kind}), JAX {jax.__version__}"]

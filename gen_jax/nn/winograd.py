@@ -108,17 +108,20 @@ def _combine(matrix: np.ndarray, parts: Sequence[jax.Array]) -> list[jax.Array]:
 
 
 def _kernel_transform(w: jax.Array, tile: int, flipped: bool) -> jax.Array:
-    """``U = G w G^T`` for every channel pair: [3, 3, C, K] -> [(m+2)^2, C, K].
+    """``U = G w G^T`` for every channel pair, as [(m+2)^2, out, in].
 
-    One product ``(G kron G) [(m+2)^2, 9] x w [9, C K]``, whose result is already in the
+    The forward convolution maps C to K: [3, 3, C, K] -> [(m+2)^2, K, C]. ``flipped``
+    transforms the kernel turned by 180 degrees (G with its columns reversed), which the
+    input gradient convolves with, mapping K back to C: [(m+2)^2, C, K]. One product
+    ``(G kron G) [(m+2)^2, 9] x w [9, out in]`` each, whose result is already in the
     layout the batched products read (a stack of elementwise combinations, like the data
-    transforms', is 3x slower here: it ends in a copy of all of U). ``flipped``
-    transforms the kernel turned by 180 degrees (G with its columns reversed) without
-    materialising it.
+    transforms', is 3x slower here: it ends in a copy of all of U).
     """
     _, g, _ = _TRANSFORMS[tile]
     if flipped:
         g = g[:, ::-1]
+    else:
+        w = w.transpose(0, 1, 3, 2)
     gg = jnp.asarray(np.kron(g, g), w.dtype)
     u = jnp.dot(gg, w.reshape(9, -1), precision=lax.Precision.HIGHEST)
     return u.reshape(gg.shape[0], *w.shape[2:])
@@ -127,10 +130,11 @@ def _kernel_transform(w: jax.Array, tile: int, flipped: bool) -> jax.Array:
 def winograd_kernels(w: jax.Array, tile: int = 4) -> tuple[jax.Array, jax.Array]:
     """The transformed kernels a `winograd_conv3x3` with this ``w`` and ``tile`` uses.
 
-    ``(U, U_flipped)``: ``G w G^T`` for every channel pair ([(m+2)^2, C, K]), and the same
-    for the kernel turned by 180 degrees, which the input gradient convolves with. They
-    depend only on ``w``: pass them as ``kernels=`` to compute them once for many
-    convolutions with a fixed kernel. Inside L-BFGS's nested loops (a line search inside
+    ``(U, U_flipped)``: ``G w G^T`` for every channel pair, [(m+2)^2, K, C] (output
+    channels first: the forward convolution maps C to K), and the same for the kernel
+    turned by 180 degrees, which the input gradient convolves with, [(m+2)^2, C, K]
+    (it maps K back to C). They depend only on ``w``: pass them as ``kernels=`` to
+    compute them once for many convolutions with a fixed kernel. Inside L-BFGS's nested loops (a line search inside
     a conditional inside a scan) XLA does not move them out of the loop by itself, and
     recomputing them at every evaluation costs as much as a fifth of a VGG19
     style-transfer evaluation (`gen_jax.models.vgg.prepare_variables` does this for
@@ -143,16 +147,17 @@ def winograd_kernels(w: jax.Array, tile: int = 4) -> tuple[jax.Array, jax.Array]
     return _kernel_transform(w, tile, flipped=False), _kernel_transform(w, tile, flipped=True)
 
 
-def _winograd(x, u, k, pads, tile, precision, transposed):
+def _winograd(x, u, pads, tile, precision):
     """The VALID 3x3 convolution of ``x`` zero-padded by ``pads``, by F(m x m, 3 x 3).
 
-    ``u`` is the transformed kernel [(m+2)^2, C, K]; ``transposed`` contracts it on K
-    instead (with ``u`` from the flipped kernel: the input gradient's convolution, whose
-    kernel is ``w[::-1, ::-1].transpose(0, 1, 3, 2)``), giving ``k`` output channels.
+    ``u`` is the transformed kernel [(m+2)^2, K, C] that maps the C channels of ``x`` to
+    K (for the input gradient's convolution, whose kernel is ``w[::-1, ::-1]`` with its
+    channels swapped, the flipped transform).
     """
     b_t, _, a_t = _TRANSFORMS[tile]
     a = tile + 2
     n, h, wd, c = x.shape
+    k = u.shape[1]
     ho, wo = h + sum(pads[0]) - 2, wd + sum(pads[1]) - 2
     th, tw = -(-ho // tile), -(-wo // tile)
     # Pad on to whole tiles: rows past the output only meet zeros and are cropped below.
@@ -172,22 +177,32 @@ def _winograd(x, u, k, pads, tile, precision, transposed):
     cols = jnp.stack(_combine(b_t, [x[:, :, j : j + tile * (tw - 1) + 1 : tile] for j in range(a)]))
     v = jnp.stack(_combine(b_t, [cols[:, :, i : i + tile * (th - 1) + 1 : tile] for i in range(a)]))
     v = v.reshape(a * a, n * th * tw, c)
-    # The (m+2)^2 products [tiles, C] x [C, K], batched: the only O(C K) work.
-    contract = 2 if transposed else 1
-    m = lax.dot_general(
-        v, u.astype(v.dtype), (((2,), (contract,)), ((0,), (0,))), precision=precision
-    )
+    # The (m+2)^2 products [tiles, C] x [C, K], batched: the only O(C K) work. The
+    # library behind XLA:CPU's products (YNNPACK) re-lays out its right-hand operand at
+    # every call, so the smaller operand goes there: the transformed data where there
+    # are more tiles than channels, else the kernel (then the product comes out as
+    # [(m+2)^2, K, tiles]). On VGG19's conv4 and conv5 at 256 px the kernel first is
+    # 1.2-1.8x faster; `python -m benchmarks.vgg_layer_speed` times both orders.
+    dims = (((2,), (2,)), ((0,), (0,)))
+    kernel_first = _kernel_first(n * th * tw, c, k)
+    if kernel_first:
+        m = lax.dot_general(u.astype(v.dtype), v, dims, precision=precision)
+    else:
+        m = lax.dot_general(v, u.astype(v.dtype), dims, precision=precision)
     # Y = A^T M A as one product (A kron A) [m^2, (m+2)^2] x M [(m+2)^2, tiles K], then
     # the m x m output blocks back into place.
     aa = jnp.asarray(np.kron(a_t, a_t), m.dtype)
     y = jnp.dot(aa, m.reshape(a * a, -1), precision=lax.Precision.HIGHEST)
-    y = y.reshape(tile, tile, n, th, tw, k)
-    y = y.transpose(2, 3, 0, 4, 1, 5).reshape(n, tile * th, tile * tw, k)
-    return y[:, :ho, :wo]
+    if kernel_first:
+        y = y.reshape(tile, tile, k, n, th, tw).transpose(3, 4, 0, 5, 1, 2)
+    else:
+        y = y.reshape(tile, tile, n, th, tw, k).transpose(2, 3, 0, 4, 1, 5)
+    return y.reshape(n, tile * th, tile * tw, k)[:, :ho, :wo]
 
 
-def _out_channels(w, transposed):
-    return w.shape[2] if transposed else w.shape[3]
+def _kernel_first(tiles: int, c: int, k: int) -> bool:
+    """Whether the batched products put the kernel on the left (see `_winograd`)."""
+    return tiles <= max(c, k)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
@@ -198,11 +213,11 @@ def _conv(x, w, u, u_other, pads, tile, precision, transposed):
     gradient, and ``u``/``u_other`` get zero cotangents (``None``): the kernel gradient
     already is the whole derivative in ``w``.
     """
-    return _winograd(x, u, _out_channels(w, transposed), pads, tile, precision, transposed)
+    return _winograd(x, u, pads, tile, precision)
 
 
 def _conv_fwd(x, w, u, u_other, pads, tile, precision, transposed):
-    y = _winograd(x, u, _out_channels(w, transposed), pads, tile, precision, transposed)
+    y = _winograd(x, u, pads, tile, precision)
     return y, (x, w, u, u_other)
 
 
@@ -280,10 +295,13 @@ def winograd_conv3x3(
     a2 = (tile + 2) ** 2
     if kernels is None:
         kernels = winograd_kernels(w, tile)
-    elif len(kernels) != 2 or any(np.shape(k) != (a2, *w.shape[2:]) for k in kernels):
-        raise ValueError(
-            f"kernels must be winograd_kernels(w, tile={tile}): two arrays of shape "
-            f"{(a2, *w.shape[2:])}; got shapes {[np.shape(k) for k in kernels]}."
-        )
+    else:
+        c, k = w.shape[2:]
+        expected = [(a2, k, c), (a2, c, k)]
+        if len(kernels) != 2 or [np.shape(u) for u in kernels] != expected:
+            raise ValueError(
+                f"kernels must be winograd_kernels(w, tile={tile}): arrays of shapes "
+                f"{expected}; got shapes {[np.shape(u) for u in kernels]}."
+            )
     u, u_flipped = kernels
     return _conv(x, w, u, u_flipped, pads, tile, precision, False)

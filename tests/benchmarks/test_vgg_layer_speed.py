@@ -1,4 +1,4 @@
-"""benchmarks.vgg_layer_speed: a tiny run fills every cell of both tables."""
+"""benchmarks.vgg_layer_speed: a tiny run fills every cell of its tables."""
 
 import math
 
@@ -23,6 +23,13 @@ def test_tiny_run_times_every_layer_and_pool(tmp_path):
     assert [g["layer"] for g in result["grams"]] == [f"relu{b}_1" for b in range(1, 6)]
     assert all(g["einsum"] > 0 and g["gram_matrix"] > 0 for g in result["grams"])
     assert "| relu5_1 1x1x512 |" in table
+    # Every Winograd layer's products in both orders, and the order the module picks.
+    winograd_layers = [r["layer"] for r in result["convs"] if r["auto"] != "direct"]
+    assert [p["layer"] for p in result["products"]] == winograd_layers
+    for p in result["products"]:
+        assert p["data first"] > 0 and p["kernel first"] > 0
+        assert p["picked"] in ("data first", "kernel first")
+    assert "| Winograd products of |" in table
 
 
 @pytest.mark.parametrize("argv", [["--size", "8"], ["--repeats", "0"]])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from gen_jax.nn import winograd
 from gen_jax.nn.conv import conv_general_dilated, winograd_tile
 from gen_jax.nn.winograd import winograd_conv3x3, winograd_kernels
 
@@ -57,6 +58,36 @@ def test_values_and_gradients_match_the_direct_convolution(tile, shape, pads):
     for ours, ref in zip(ours_grads, ref_grads):
         assert ours.shape == ref.shape
         np.testing.assert_allclose(ours, ref, rtol=0, atol=2e-6 * tile * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+def test_both_orders_of_the_batched_products_agree(tile, monkeypatch):
+    """Kernel on the left or data on the left: the same values and gradients."""
+    kx, kw, kg = jax.random.split(jax.random.PRNGKey(5), 3)
+    x = jax.random.normal(kx, (2, 11, 9, 6))
+    w = jax.random.normal(kw, (3, 3, 6, 5))
+    g = jax.random.normal(kg, (2, 11, 9, 5))
+
+    def run():
+        y, vjp = jax.vjp(lambda x, w: winograd_conv3x3(x, w, tile=tile), x, w)
+        return (y, *vjp(g))
+
+    results = {}
+    for first in (True, False):
+        monkeypatch.setattr(winograd, "_kernel_first", lambda tiles, c, k, first=first: first)
+        results[first] = run()
+    for a, b in zip(results[True], results[False]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+    ref = _numpy_conv(x, w, ((1, 1), (1, 1)))
+    np.testing.assert_allclose(results[True][0], ref, rtol=0, atol=2e-6 * tile * np.abs(ref).max())
+
+
+def test_the_kernel_goes_on_the_left_when_channels_outnumber_tiles():
+    # VGG19 at 256 px: conv4 (64 tiles, 512 channels) kernel first, conv1_2 data first.
+    assert winograd._kernel_first(64, 256, 512)
+    assert winograd._kernel_first(256, 256, 256)
+    assert not winograd._kernel_first(1024, 128, 128)
+    assert not winograd._kernel_first(4096, 64, 64)
 
 
 def test_tile4_error_is_float_rounding_on_wide_layers():
@@ -172,7 +203,8 @@ def test_kernels_computed_ahead_give_the_same_values_and_gradients(tile):
     x = jax.random.normal(kx, (1, 9, 10, 5))
     w = jax.random.normal(kw, (3, 3, 5, 7))
     kernels = jax.jit(winograd_kernels, static_argnums=1)(w, tile)
-    assert [k.shape for k in kernels] == [((tile + 2) ** 2, 5, 7)] * 2
+    # Output channels first: U maps the 5 input channels to 7, U_flipped maps 7 back to 5.
+    assert [k.shape for k in kernels] == [((tile + 2) ** 2, 7, 5), ((tile + 2) ** 2, 5, 7)]
     pads = ((1, 1), (1, 1))
     ahead = lambda x, w: winograd_conv3x3(x, w, pads, tile=tile, kernels=kernels)
     inside = lambda x, w: winograd_conv3x3(x, w, pads, tile=tile)
@@ -184,7 +216,7 @@ def test_kernels_computed_ahead_give_the_same_values_and_gradients(tile):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
     # The transform is G w G^T: its (0, 0) entry is w's corner tap times G[0, 0]^2.
     g00 = {2: 1.0, 4: 1 / 16}[tile]
-    np.testing.assert_allclose(kernels[0][0], w[0, 0] * g00, rtol=1e-6)
+    np.testing.assert_allclose(kernels[0][0], w[0, 0].T * g00, rtol=1e-6)
     np.testing.assert_allclose(kernels[1][0], w[2, 2] * g00, rtol=1e-6)
 
 
