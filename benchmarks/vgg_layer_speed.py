@@ -63,14 +63,26 @@ def seconds_per_step(layer: Callable[[jax.Array], jax.Array], x: jax.Array, repe
         g = jax.grad(lambda c: jnp.sum(jnp.square(layer(c))) * 1e-6)(c)
         return c - 1e-3 * g, None
 
-    run = jax.jit(lambda c: lax.scan(body, c, None, length=3)[0])
-    run(x).block_until_ready()
+    return _seconds_per_scan_step(
+        lambda c: lax.scan(body, c, None, length=_STEPS)[0], (x,), repeats
+    )
+
+
+# Steps of the scan every timing runs in (where L-BFGS's line search runs its evaluations).
+_STEPS = 3
+
+
+def _seconds_per_scan_step(run: Callable, args: tuple, repeats: int) -> float:
+    """Median seconds of ``jit(run)(*args)`` over `repeats` calls after a compiling one,
+    divided by the `_STEPS` scan steps it runs."""
+    run = jax.jit(run)
+    run(*args).block_until_ready()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        run(x).block_until_ready()
+        run(*args).block_until_ready()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times) / 3
+    return statistics.median(times) / _STEPS
 
 
 def measure(size: int, repeats: int) -> dict:
@@ -172,16 +184,9 @@ def _seconds_per_product(product: Callable, v: jax.Array, u: jax.Array, repeats:
             # A cheap dependence on the result, so each step's product is computed.
             return v + 1e-6 * jnp.mean(m), None
 
-        return lax.scan(body, v, None, length=3)[0]
+        return lax.scan(body, v, None, length=_STEPS)[0]
 
-    run = jax.jit(run)
-    run(v, u).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run(v, u).block_until_ready()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) / 3
+    return _seconds_per_scan_step(run, (v, u), repeats)
 
 
 def _style_layers(size: int) -> list[tuple[str, int, int]]:
