@@ -48,6 +48,7 @@ import numpy as np
 import optax
 
 from benchmarks.machine import describe_devices, schedulable_cores
+from benchmarks.report import check_out_paths, write_text
 from gen_jax.data import epoch_batch_indices, to_signed_unit
 from gen_jax.losses import (
     minimax_discriminator_loss,
@@ -635,11 +636,7 @@ def _parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace
         cfg.validate()
     except ValueError as e:
         p.error(str(e))
-    # Fail now, not after minutes of timing, if an output cannot be written.
-    for flag, path in (("--out", args.out), ("--markdown", args.markdown)):
-        parent = os.path.dirname(os.path.abspath(path)) if path else None
-        if parent and not os.path.isdir(parent):
-            p.error(f"{flag} {path}: expected a file in an existing directory, found no {parent}")
+    check_out_paths(p, out=args.out, markdown=args.markdown)
     return cfg, args
 
 
@@ -649,13 +646,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = run_benchmark(config)
     table = format_markdown(result)
     print(table)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(table)
+    write_text(args.markdown, table)
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2, allow_nan=True)
-            f.write("\n")
+        write_text(args.out, json.dumps(result, indent=2, allow_nan=True) + "\n")
     return result
 
 

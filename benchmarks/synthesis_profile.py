@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import synthesis_speed as speed
+from benchmarks.report import check_out_paths, write_text
 
 KINDS = (
     "Winograd products",
@@ -230,21 +231,21 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--iterations", type=int, default=5, help="L-BFGS iterations profiled")
     p.add_argument("--out", help="also write the markdown table here")
-    args = p.parse_args(argv)
-    if args.size < speed.MIN_SIZE:
-        p.error(f"--size: expected >= {speed.MIN_SIZE}, found {args.size}")
-    if args.iterations < 1:
-        p.error(f"--iterations: expected >= 1, found {args.iterations}")
     try:
+        args = p.parse_args(argv)
+        if args.size < speed.MIN_SIZE:
+            p.error(f"--size: expected >= {speed.MIN_SIZE}, found {args.size}")
+        if args.iterations < 1:
+            p.error(f"--iterations: expected >= 1, found {args.iterations}")
+        check_out_paths(p, out=args.out)
         result = profile(args.size, args.iterations)
     finally:
+        # Also after a refused argument: the dump folder was made at import.
         if _DUMP_DIR is not None:
             shutil.rmtree(_DUMP_DIR, ignore_errors=True)
     text = format_markdown(result)
     print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    write_text(args.out, text)
     return result
 
 

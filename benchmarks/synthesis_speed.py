@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.machine import describe_devices
+from benchmarks.report import check_out_paths, write_text
 from gen_jax.models.feature_nets import get_feature_net
 from gen_jax.models.vgg import vgg_layer_names
 from gen_jax.nn.conv import ALGORITHMS as CONV_ALGORITHMS
@@ -984,13 +985,7 @@ def _parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace
         cfg.validate()
     except ValueError as e:
         p.error(str(e))
-    # Fail now, not after minutes of timing, if the output cannot be written.
-    if args.out:
-        parent = os.path.dirname(os.path.abspath(args.out))
-        if not os.path.isdir(parent):
-            p.error(
-                f"--out {args.out}: expected a file in an existing directory, found no {parent}"
-            )
+    check_out_paths(p, out=args.out)
     return cfg, args
 
 
@@ -1007,11 +1002,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table = format_markdown(result)
     print(table)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(table)
-        with open(json_path(args.out), "w") as f:
-            json.dump(result, f, indent=2, allow_nan=True)
-            f.write("\n")
+        write_text(args.out, table)
+        write_text(json_path(args.out), json.dumps(result, indent=2, allow_nan=True) + "\n")
     return result
 
 

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from benchmarks.report import check_out_paths, write_text
 from gen_jax.losses.perceptual import gram_matrix
 from gen_jax.models.vgg import pool_2x2
 from gen_jax.nn import winograd
@@ -276,12 +277,11 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--size: expected at least 16 px (conv5_1 is at 1/16), found {args.size}")
     if args.repeats < 1:
         parser.error(f"--repeats: expected a positive integer, found {args.repeats}")
+    check_out_paths(parser, out=args.out)
     result = measure(args.size, args.repeats)
     table = format_markdown(result)
     print(table, end="")
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(table)
+    write_text(args.out, table)
     return result
 
 

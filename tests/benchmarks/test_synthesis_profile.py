@@ -126,6 +126,9 @@ def test_bad_arguments_are_refused():
         sp.main(["--size", "8"])
     with pytest.raises(SystemExit):
         sp.main(["--iterations", "0"])
+    # A missing output folder is refused before the minutes of profiling.
+    with pytest.raises(SystemExit):
+        sp.main(["--size", "32", "--out", "/nonexistent_dir/profile.md"])
 
 
 def test_profiling_after_jax_started_is_refused_by_name(monkeypatch):

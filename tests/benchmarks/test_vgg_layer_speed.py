@@ -32,7 +32,9 @@ def test_tiny_run_times_every_layer_and_pool(tmp_path):
     assert "| Winograd products of |" in table
 
 
-@pytest.mark.parametrize("argv", [["--size", "8"], ["--repeats", "0"]])
+@pytest.mark.parametrize(
+    "argv", [["--size", "8"], ["--repeats", "0"], ["--out", "/nonexistent_dir/layers.md"]]
+)
 def test_bad_arguments_are_refused(argv):
     with pytest.raises(SystemExit):
         vgg_layer_speed.main(argv)
