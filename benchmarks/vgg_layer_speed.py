@@ -11,9 +11,10 @@ convolution (`gen_jax.nn.conv`) and Winograd F(2x2, 3x3) and F(4x4, 3x3)
 the 2x2 max pool after each block: flax's windowed `max_pool` against `pool_2x2`; and
 the Gram matrix of each style layer (relu1_1..relu5_1): JAX's gradient of the einsum
 against `gen_jax.losses.perceptual.gram_matrix`'s written-out one. Last, for each layer
-that "auto" runs by Winograd, its batched transform-domain products (the bulk of a
-Winograd convolution) in both orders, transformed data on the left or the kernel on the
-left, and the order `gen_jax.nn.winograd` picks.
+that "auto" runs by Winograd, the two orders of its batched transform-domain products
+(transformed data on the left or the kernel on the left): the products alone, then the
+whole layer as VGG runs it (convolution, bias and ReLU, forward and input gradient, the
+transformed kernels passed in), and the order `gen_jax.nn.winograd` picks.
 Timings are the median of `--repeats` calls after a compiling one.
 """
 
@@ -136,8 +137,11 @@ def measure(size: int, repeats: int) -> dict:
     }
 
 
+ORDERS = {"data first": False, "kernel first": True}
+
+
 def _product_orders(convs: list[dict], repeats: int) -> list[dict]:
-    """Each Winograd layer's batched products with the data, then the kernel, on the left."""
+    """Each Winograd layer in both product orders: the products alone, then the layer."""
     key = jax.random.PRNGKey(1)
     dims = (((2,), (2,)), ((0,), (0,)))
     rows = []
@@ -149,13 +153,18 @@ def _product_orders(convs: list[dict], repeats: int) -> list[dict]:
         positions = (tile + 2) ** 2
         v = jax.random.normal(key, (positions, tiles, r["c_in"]))
         u = jax.random.normal(key, (positions, r["c_out"], r["c_in"]))
-        times = {
+        products = {
             "data first": _seconds_per_product(
                 lambda v, u: lax.dot_general(v, u, dims), v, u, repeats
             ),
             "kernel first": _seconds_per_product(
                 lambda v, u: lax.dot_general(u, v, dims), v, u, repeats
             ),
+        }
+        x = jax.random.uniform(key, (1, r["side"], r["side"], r["c_in"]))
+        w = jax.random.normal(key, (3, 3, r["c_in"], r["c_out"])) * (2.0 / (9 * r["c_in"])) ** 0.5
+        layers = {
+            order: _seconds_per_layer(x, w, tile, first, repeats) for order, first in ORDERS.items()
         }
         picked = winograd._kernel_first(tiles, r["c_in"], r["c_out"])
         rows.append(
@@ -165,11 +174,37 @@ def _product_orders(convs: list[dict], repeats: int) -> list[dict]:
                 "tiles": tiles,
                 "c_in": r["c_in"],
                 "c_out": r["c_out"],
-                **times,
+                **products,
+                "layer data first": layers["data first"],
+                "layer kernel first": layers["kernel first"],
                 "picked": "kernel first" if picked else "data first",
             }
         )
     return rows
+
+
+def _seconds_per_layer(x: jax.Array, w: jax.Array, tile: int, kernel_first: bool, repeats: int):
+    """relu(conv(x) + b) by Winograd in one product order, forward and input gradient.
+
+    The order decides the layout the convolution's output comes out in, and so what the
+    bias, the ReLU and the gradient's padding read: this is where the orders differ beyond
+    their products. The kernel transforms are arguments, as in a VGG loss
+    (`gen_jax.models.vgg.prepare_variables`).
+    """
+    b = jnp.full((w.shape[-1],), 0.01, w.dtype)
+
+    def layer(c, kernels):
+        y = winograd_conv3x3(c, w, tile=tile, kernels=kernels, kernel_first=kernel_first)
+        return jax.nn.relu(y + b)
+
+    def run(x, kernels):
+        def body(c, _):
+            g = jax.grad(lambda c: jnp.sum(jnp.square(layer(c, kernels))) * 1e-6)(c)
+            return c - 1e-3 * g, None
+
+        return lax.scan(body, x, None, length=_STEPS)[0]
+
+    return _seconds_per_scan_step(run, (x, winograd.winograd_kernels(w, tile)), repeats)
 
 
 def _seconds_per_product(product: Callable, v: jax.Array, u: jax.Array, repeats: int) -> float:
@@ -249,19 +284,31 @@ def format_markdown(result: dict) -> str:
     lines += [
         "",
         (
-            "| Winograd products of | batch x [tiles, C] x [C, K] | data first ms "
-            "| kernel first ms | picked | picked vs other |"
+            "| Winograd layer | products: batch x [tiles, C] x [C, K] | products, data first "
+            "ms | products, kernel first ms | layer, data first ms | layer, kernel first ms "
+            "| picked | layer: picked vs other |"
         ),
-        "|---|---|---:|---:|---|---:|",
+        "|---|---|---:|---:|---:|---:|---|---:|",
     ]
     for p in result["products"]:
         other = "data first" if p["picked"] == "kernel first" else "kernel first"
         lines.append(
             f"| {p['layer']} | {p['positions']} x [{p['tiles']}, {p['c_in']}] x "
             f"[{p['c_in']}, {p['c_out']}] | {p['data first'] * 1e3:.2f} | "
-            f"{p['kernel first'] * 1e3:.2f} | {p['picked']} | "
-            f"{p[other] / p[p['picked']]:.2f}x |"
+            f"{p['kernel first'] * 1e3:.2f} | {p['layer data first'] * 1e3:.2f} | "
+            f"{p['layer kernel first'] * 1e3:.2f} | {p['picked']} | "
+            f"{p['layer ' + other] / p['layer ' + p['picked']]:.2f}x |"
         )
+    lines += [
+        "",
+        "- products: one batched product per scan step, the kernel passed as an argument",
+        (
+            "- layer: relu(conv(x) + b), forward and input gradient per scan step, the "
+            "transformed kernels passed as arguments; with the kernel first the output "
+            "comes out channels-major, and reaching NHWC is a transpose fused into the "
+            "consumers"
+        ),
+    ]
     device = jax.devices()[0]
     lines += ["", f"- device: {device.platform} ({device.device_kind}), JAX {jax.__version__}"]
     return "\n".join(lines) + "\n"

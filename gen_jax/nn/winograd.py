@@ -147,12 +147,13 @@ def winograd_kernels(w: jax.Array, tile: int = 4) -> tuple[jax.Array, jax.Array]
     return _kernel_transform(w, tile, flipped=False), _kernel_transform(w, tile, flipped=True)
 
 
-def _winograd(x, u, pads, tile, precision):
+def _winograd(x, u, pads, tile, precision, kernel_first=None):
     """The VALID 3x3 convolution of ``x`` zero-padded by ``pads``, by F(m x m, 3 x 3).
 
     ``u`` is the transformed kernel [(m+2)^2, K, C] that maps the C channels of ``x`` to
     K (for the input gradient's convolution, whose kernel is ``w[::-1, ::-1]`` with its
-    channels swapped, the flipped transform).
+    channels swapped, the flipped transform). ``kernel_first``: the order of the batched
+    products (None: `_kernel_first`'s rule).
     """
     b_t, _, a_t = _TRANSFORMS[tile]
     a = tile + 2
@@ -177,14 +178,11 @@ def _winograd(x, u, pads, tile, precision):
     cols = jnp.stack(_combine(b_t, [x[:, :, j : j + tile * (tw - 1) + 1 : tile] for j in range(a)]))
     v = jnp.stack(_combine(b_t, [cols[:, :, i : i + tile * (th - 1) + 1 : tile] for i in range(a)]))
     v = v.reshape(a * a, n * th * tw, c)
-    # The (m+2)^2 products [tiles, C] x [C, K], batched: the only O(C K) work. The
-    # library behind XLA:CPU's products (YNNPACK) re-lays out its right-hand operand at
-    # every call, so the smaller operand goes there: the transformed data where there
-    # are more tiles than channels, else the kernel (then the product comes out as
-    # [(m+2)^2, K, tiles]). On VGG19's conv4 and conv5 at 256 px the kernel first is
-    # 1.2-1.8x faster; `python -m benchmarks.vgg_layer_speed` times both orders.
+    # The (m+2)^2 products [tiles, C] x [C, K], batched: the only O(C K) work. Which
+    # operand goes on the left is `_kernel_first`'s choice (or the caller's).
     dims = (((2,), (2,)), ((0,), (0,)))
-    kernel_first = _kernel_first(n * th * tw, c, k)
+    if kernel_first is None:
+        kernel_first = _kernel_first(n * th * tw, c, k)
     if kernel_first:
         m = lax.dot_general(u.astype(v.dtype), v, dims, precision=precision)
     else:
@@ -201,27 +199,41 @@ def _winograd(x, u, pads, tile, precision):
 
 
 def _kernel_first(tiles: int, c: int, k: int) -> bool:
-    """Whether the batched products put the kernel on the left (see `_winograd`)."""
-    return tiles <= max(c, k)
+    """Whether the batched products put the kernel on the left (see `_winograd`).
+
+    The products alone favour the kernel on the left whenever there are fewer tiles than
+    channels: the library behind XLA:CPU's products (YNNPACK) re-lays out its right-hand
+    operand at every call, so the smaller operand should go there. But with the kernel on
+    the left the product comes out as [(m+2)^2, K, tiles], and the output in NHWC then
+    needs a transpose that XLA fuses into every consumer (bias, ReLU, the next layer's
+    padding, the ReLU mask of the gradient), each reading with a stride of ``tiles``
+    floats. That costs more than the product saves until the channels outnumber the
+    tiles about 4 to 1. On VGG19 at 256 px (conv, bias and ReLU, forward and input
+    gradient), conv4 and conv5 (64 tiles, 512 channels) run 1.17-1.28x faster with the
+    kernel first; conv3 (256 tiles, 128 or 256 channels) 1.06-1.07x slower, though its
+    products alone are as fast. At 512 px conv4 (256 tiles, 512 channels) is about even.
+    `python -m benchmarks.vgg_layer_speed` times both orders, per product and per layer.
+    """
+    return 4 * tiles <= max(c, k)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
-def _conv(x, w, u, u_other, pads, tile, precision, transposed):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7, 8))
+def _conv(x, w, u, u_other, pads, tile, precision, transposed, kernel_first):
     """Winograd convolution with ``u``; ``u_other`` is the transform its gradient uses.
 
     Both come from ``w`` (`winograd_kernels`); ``w`` itself only feeds the kernel
     gradient, and ``u``/``u_other`` get zero cotangents (``None``): the kernel gradient
     already is the whole derivative in ``w``.
     """
-    return _winograd(x, u, pads, tile, precision)
+    return _winograd(x, u, pads, tile, precision, kernel_first)
 
 
-def _conv_fwd(x, w, u, u_other, pads, tile, precision, transposed):
-    y = _winograd(x, u, pads, tile, precision)
+def _conv_fwd(x, w, u, u_other, pads, tile, precision, transposed, kernel_first):
+    y = _winograd(x, u, pads, tile, precision, kernel_first)
     return y, (x, w, u, u_other)
 
 
-def _conv_bwd(pads, tile, precision, transposed, residuals, g):
+def _conv_bwd(pads, tile, precision, transposed, kernel_first, residuals, g):
     # Deferred: gen_jax.nn.conv imports this module.
     from gen_jax.nn.conv import kernel_gradient
 
@@ -231,7 +243,7 @@ def _conv_bwd(pads, tile, precision, transposed, residuals, g):
     # is again a 3x3 convolution (padded 2 - pad) through the same path; flipping twice
     # gives back the kernel itself, so the roles of the two transforms swap.
     pads_t = tuple((2 - lo, 2 - hi) for lo, hi in pads)
-    dx = _conv(g, w, u_other, u, pads_t, tile, precision, not transposed)
+    dx = _conv(g, w, u_other, u, pads_t, tile, precision, not transposed, kernel_first)
     dw = kernel_gradient(x, g, pads, (3, 3), precision)
     if transposed:
         dw = dw[::-1, ::-1].transpose(0, 1, 3, 2)
@@ -249,6 +261,7 @@ def winograd_conv3x3(
     tile: int = 4,
     precision=None,
     kernels: tuple[jax.Array, jax.Array] | None = None,
+    kernel_first: bool | None = None,
 ) -> jax.Array:
     """A stride-1 3x3 convolution, NHWC input and HWIO kernel, by Winograd's F(m x m, 3 x 3).
 
@@ -264,6 +277,10 @@ def winograd_conv3x3(
       precision: passed to the batched matrix product.
       kernels: ``winograd_kernels(w, tile)``, computed once ahead (None: computed here).
         They must be those of this ``w``: the kernel gradient is taken from ``w``.
+      kernel_first: the order of the batched transform-domain products, in this
+        convolution and its input gradient: the kernel on the left (True) or the
+        transformed data (False); None picks by the shapes (`_kernel_first`). Only the
+        speed depends on it.
 
     Returns:
       [N, H + top + bottom - 2, W + left + right - 2, K].
@@ -304,4 +321,6 @@ def winograd_conv3x3(
                 f"{expected}; got shapes {[np.shape(u) for u in kernels]}."
             )
     u, u_flipped = kernels
-    return _conv(x, w, u, u_flipped, pads, tile, precision, False)
+    if kernel_first is not None:
+        kernel_first = bool(kernel_first)
+    return _conv(x, w, u, u_flipped, pads, tile, precision, False, kernel_first)

@@ -27,9 +27,11 @@ def test_tiny_run_times_every_layer_and_pool(tmp_path):
     winograd_layers = [r["layer"] for r in result["convs"] if r["auto"] != "direct"]
     assert [p["layer"] for p in result["products"]] == winograd_layers
     for p in result["products"]:
-        assert p["data first"] > 0 and p["kernel first"] > 0
+        for field in ("data first", "kernel first", "layer data first", "layer kernel first"):
+            assert math.isfinite(p[field]) and p[field] > 0, (p["layer"], field)
         assert p["picked"] in ("data first", "kernel first")
-    assert "| Winograd products of |" in table
+    assert "| Winograd layer | products: batch x [tiles, C] x [C, K] |" in table
+    assert "| conv1_2 | 16 x [64, 64] x [64, 64] |" in table  # 16 px: 8 x 8 tiles of 2 x 2
 
 
 @pytest.mark.parametrize(

@@ -76,18 +76,31 @@ def test_both_orders_of_the_batched_products_agree(tile, monkeypatch):
     for first in (True, False):
         monkeypatch.setattr(winograd, "_kernel_first", lambda tiles, c, k, first=first: first)
         results[first] = run()
+    # The keyword forces the same orders, whatever the rule says.
+    monkeypatch.setattr(winograd, "_kernel_first", lambda tiles, c, k: pytest.fail("rule used"))
+    for first in (True, False):
+        y, vjp = jax.vjp(
+            lambda x, w, first=first: winograd_conv3x3(x, w, tile=tile, kernel_first=first), x, w
+        )
+        for a, b in zip((y, *vjp(g)), results[first]):
+            np.testing.assert_array_equal(a, b)
     for a, b in zip(results[True], results[False]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
     ref = _numpy_conv(x, w, ((1, 1), (1, 1)))
     np.testing.assert_allclose(results[True][0], ref, rtol=0, atol=2e-6 * tile * np.abs(ref).max())
 
 
-def test_the_kernel_goes_on_the_left_when_channels_outnumber_tiles():
-    # VGG19 at 256 px: conv4 (64 tiles, 512 channels) kernel first, conv1_2 data first.
+def test_the_kernel_goes_on_the_left_when_channels_outnumber_tiles_4_to_1():
+    # VGG19 at 256 px: conv4 and conv5 (64 tiles, 512 channels) kernel first; conv3 (256
+    # tiles, 256 channels), conv2 and conv1_2 data first.
     assert winograd._kernel_first(64, 256, 512)
-    assert winograd._kernel_first(256, 256, 256)
+    assert winograd._kernel_first(64, 512, 512)
+    assert not winograd._kernel_first(256, 256, 256)
+    assert not winograd._kernel_first(256, 128, 256)
     assert not winograd._kernel_first(1024, 128, 128)
     assert not winograd._kernel_first(4096, 64, 64)
+    # At 512 px, conv4 (256 tiles, 512 channels) is data first.
+    assert not winograd._kernel_first(256, 512, 512)
 
 
 def test_tile4_error_is_float_rounding_on_wide_layers():
