@@ -16,9 +16,10 @@ the same shapes reuses the compiled program. A fresh closure or ``lambda`` per c
 recompiles every time.
 
 A ``loss_fn`` with a ``prepare(image, *args) -> args`` method (`PerceptualLoss` has one)
-gets its arguments through it once per compiled chunk, before the loop: work that depends
-only on ``args`` goes there. XLA does not hoist it out of L-BFGS's nested loops (a line
-search inside a conditional inside a scan) by itself.
+gets its arguments through it once per `optimize_image` call, in a program of its own
+before the first chunk: work that depends only on ``args`` goes there. XLA does not hoist
+it out of L-BFGS's nested loops (a line search inside a conditional inside a scan) by
+itself, and a chunked run would otherwise redo it in every chunk.
 
 Parametrisation (``parametrization``):
 
@@ -148,13 +149,15 @@ def _init(init, *, solver):
     return u, solver.transformation().init(u)
 
 
+@functools.partial(jax.jit, static_argnames=("loss_fn", "solver"))
+def _prepare(u, args, *, loss_fn, solver):
+    """``loss_fn.prepare``'s arguments: the work that depends only on them, done once."""
+    return tuple(loss_fn.prepare(solver.to_image(u), *args))
+
+
 @functools.partial(jax.jit, static_argnames=("loss_fn", "solver", "num_steps"))
 def _run_chunk(u, opt_state, args, *, loss_fn, solver, num_steps):
     """`num_steps` iterations in one `lax.scan`; returns the loss before each iteration."""
-    prepare = getattr(loss_fn, "prepare", None)
-    if callable(prepare):
-        # Work that depends only on args, once per chunk rather than at every evaluation.
-        args = tuple(prepare(solver.to_image(u), *args))
     f = _objective(loss_fn, solver, args)
     tx = solver.transformation()
     is_lbfgs = solver.name == "lbfgs"
@@ -275,6 +278,8 @@ def optimize_image(
     )
     chunk = steps if chunk_steps is None else min(chunk_steps, steps)
     u, opt_state = _init(init, solver=solver)
+    if callable(getattr(loss_fn, "prepare", None)):
+        args = _prepare(u, args, loss_fn=loss_fn, solver=solver)
     values, evals, done = [], [], 0
     while done < steps:
         # The last chunk may be shorter: one more compilation, only when steps % chunk != 0.

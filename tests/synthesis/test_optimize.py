@@ -1,5 +1,6 @@
 """optimize_image: L-BFGS on a quadratic and on Rosenbrock, Adam, traces, chunks, caching."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -119,15 +120,21 @@ def test_non_scalar_loss_is_refused():
 class _ShiftedQuadratic:
     """A loss whose `prepare` turns its argument into the minimiser: used once, ahead."""
 
-    calls = 0
+    calls = 0  # traces of `prepare`
+    runs = 0  # executions of the compiled `prepare`
 
     def __call__(self, x, c):
         return jnp.sum(jnp.square(x - c))
 
     def prepare(self, image, c):
-        type(self).calls += 1  # traced once per compiled chunk, not per evaluation
+        type(self).calls += 1
         assert image.shape == (4,)
+        jax.debug.callback(self._ran)
         return (c + 1.0,)
+
+    @classmethod
+    def _ran(cls):
+        cls.runs += 1
 
     def __hash__(self):
         return 0
@@ -136,7 +143,14 @@ class _ShiftedQuadratic:
         return isinstance(other, _ShiftedQuadratic)
 
 
-def test_prepare_is_applied_to_the_arguments_once_before_the_loop():
-    r = optimize_image(_ShiftedQuadratic(), jnp.zeros(4), C, steps=10, clip=False)
+@pytest.mark.parametrize("chunk_steps", [None, 3])
+def test_prepare_is_applied_to_the_arguments_once_before_the_loop(chunk_steps, monkeypatch):
+    monkeypatch.setattr(_ShiftedQuadratic, "calls", 0)
+    monkeypatch.setattr(_ShiftedQuadratic, "runs", 0)
+    loss = _ShiftedQuadratic()
+    r = optimize_image(loss, jnp.zeros(4), C, steps=10, clip=False, chunk_steps=chunk_steps)
     np.testing.assert_allclose(r.image, C + 1.0, atol=1e-5)
-    assert _ShiftedQuadratic.calls == 1
+    jax.effects_barrier()
+    # Once per call, not per evaluation nor per chunk (3 + 3 + 3 + 1 steps).
+    assert _ShiftedQuadratic.runs == 1
+    assert _ShiftedQuadratic.calls <= 1  # a second call with these shapes reuses the trace
