@@ -58,16 +58,23 @@ def vgg19_conv_shapes(size: int) -> list[tuple[str, int, int, int, int]]:
     ]
 
 
-def seconds_per_step(layer: Callable[[jax.Array], jax.Array], x: jax.Array, repeats: int) -> float:
-    """One forward pass and input gradient of `layer`, per step of a 3-step scan."""
+def seconds_per_step(
+    layer: Callable[..., jax.Array], x: jax.Array, repeats: int, args: tuple = ()
+) -> float:
+    """One forward pass and input gradient of ``layer(x, *args)``, per step of a 3-step scan.
 
-    def body(c, _):
-        g = jax.grad(lambda c: jnp.sum(jnp.square(layer(c))) * 1e-6)(c)
-        return c - 1e-3 * g, None
+    ``args`` reach the layer as arguments of the program, not as constants XLA could lay
+    out ahead (as a network's weights do in a loss).
+    """
 
-    return _seconds_per_scan_step(
-        lambda c: lax.scan(body, c, None, length=_STEPS)[0], (x,), repeats
-    )
+    def run(x, *args):
+        def body(c, _):
+            g = jax.grad(lambda c: jnp.sum(jnp.square(layer(c, *args))) * 1e-6)(c)
+            return c - 1e-3 * g, None
+
+        return lax.scan(body, x, None, length=_STEPS)[0]
+
+    return _seconds_per_scan_step(run, (x, *args), repeats)
 
 
 # Steps of the scan every timing runs in (where L-BFGS's line search runs its evaluations).
@@ -197,14 +204,7 @@ def _seconds_per_layer(x: jax.Array, w: jax.Array, tile: int, kernel_first: bool
         y = winograd_conv3x3(c, w, tile=tile, kernels=kernels, kernel_first=kernel_first)
         return jax.nn.relu(y + b)
 
-    def run(x, kernels):
-        def body(c, _):
-            g = jax.grad(lambda c: jnp.sum(jnp.square(layer(c, kernels))) * 1e-6)(c)
-            return c - 1e-3 * g, None
-
-        return lax.scan(body, x, None, length=_STEPS)[0]
-
-    return _seconds_per_scan_step(run, (x, winograd.winograd_kernels(w, tile)), repeats)
+    return seconds_per_step(layer, x, repeats, (winograd.winograd_kernels(w, tile),))
 
 
 def _seconds_per_product(product: Callable, v: jax.Array, u: jax.Array, repeats: int) -> float:
