@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The GPU rows of the README's speed tables, in one run: style transfer (L-BFGS through VGG19,
+# 200 iterations at 256 px and 500 at 512 px) and the DCGAN train step (64x64, batch 64), each
+# against PyTorch eager on the same GPU in the same process.
+#
+#   bash scripts/gpu_bench.sh OUT_DIR
+#
+# Runs with the machine's own python3 (its CUDA builds of jax and torch): nothing is
+# installed, gen_jax comes from this checkout through PYTHONPATH. Each benchmark has a time
+# limit, and a failed one does not stop the next; OUT_DIR gets each one's .md/.json and one
+# log of everything.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:?usage: bash scripts/gpu_bench.sh OUT_DIR (an existing folder)}
+if [ ! -d "$out" ]; then
+  echo "gpu_bench: OUT_DIR $out is not an existing folder" >&2
+  exit 2
+fi
+PY=${PYTHON:-python3}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+log=$out/gpu_bench.log
+{
+  date -u
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
+  "$PY" - <<'EOF'
+import importlib
+for name in ("jax", "jaxlib", "flax", "optax", "orbax.checkpoint", "chex", "torch", "numpy"):
+    try:
+        print(name, importlib.import_module(name).__version__)
+    except Exception as e:  # noqa: BLE001 - a report, not a check
+        print(name, "unavailable:", e)
+import jax
+print("jax devices:", jax.devices())
+EOF
+} 2>&1 | tee "$log"
+
+status=0
+run() {  # run LIMIT_S NAME ARGS...: one benchmark, its output appended to the log
+  local limit=$1 name=$2
+  shift 2
+  echo "== $name: $*" | tee -a "$log"
+  timeout "$limit" "$PY" "$@" 2>&1 | tee -a "$log"
+  local rc=${PIPESTATUS[0]}
+  echo "== $name: exit $rc" | tee -a "$log"
+  [ "$rc" -eq 0 ] || status=1
+}
+
+run "${SYNTHESIS_LIMIT_S:-330}" synthesis -m benchmarks.synthesis_speed \
+  --sizes 256,512 --iterations 200,500 --repeats 3 --out "$out/synthesis_gpu.md"
+run "${STEP_LIMIT_S:-150}" step -m benchmarks.step_speed \
+  --image_size 64 --batch_size 64 --out "$out/step_gpu_64.json" --markdown "$out/step_gpu_64.md"
+exit $status
