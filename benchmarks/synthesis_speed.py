@@ -72,6 +72,9 @@ from gen_jax.synthesis.style import (
 TORCH_EAGER = "torch_eager"
 GEN_JAX = "gen_jax"
 OPTIMIZERS = ("lbfgs", "adam")
+# "highest": float32 matmuls and convolutions on both sides (optimize_image's default;
+# PyTorch with TF32 off). "default": each framework's own default, TF32 on GPUs.
+PRECISIONS = ("highest", "default")
 MIN_SIZE = 16  # relu5_1 comes after four 2x2 pools.
 LBFGS_HISTORY = 10
 # torch.optim.LBFGS's strong-Wolfe search allows 25 evaluations per iteration (fixed in
@@ -97,6 +100,7 @@ class BenchConfig:
     sizes: tuple[int, ...] = (256, 512)
     iterations: tuple[int, ...] | None = None  # one per size, or one for all
     optimizer: str = "lbfgs"
+    precision: str = "highest"
     weights: str | None = None
     pooling: str = "max"
     conv_algorithm: str = "auto"  # gen_jax's VGG convolutions: see gen_jax.nn.conv
@@ -145,6 +149,8 @@ class BenchConfig:
                 raise ValueError(f"iterations: expected positive counts, found {self.iterations}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, found {self.optimizer!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {PRECISIONS}, found {self.precision!r}")
         if self.pooling not in ("max", "avg"):
             raise ValueError(f"pooling: expected 'max' or 'avg', found {self.pooling!r}")
         if self.conv_algorithm not in CONV_ALGORITHMS:
@@ -275,6 +281,7 @@ class _JaxRunner:
             optimizer=self.cfg.optimizer,
             steps=self.steps,
             clip=False,
+            precision="highest" if self.cfg.precision == "highest" else None,
             **self.kwargs,
         )
         return jax.block_until_ready(result)
@@ -465,19 +472,29 @@ class TorchStyleLoss:
         return total
 
 
+@contextlib.contextmanager
+def torch_float32(torch, enabled: bool = True) -> Iterator[None]:
+    """TF32 off in PyTorch's CUDA matmuls and cuDNN convolutions while the block runs."""
+    if not enabled:
+        yield
+        return
+    cuda = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = cuda[0].allow_tf32, cuda[1].allow_tf32
+    cuda[0].allow_tf32 = cuda[1].allow_tf32 = False
+    try:
+        yield
+    finally:
+        cuda[0].allow_tf32, cuda[1].allow_tf32 = saved
+
+
 def torch_loss_and_grad(loss: TorchStyleLoss, image_hwc: np.ndarray) -> tuple[float, np.ndarray]:
     """One loss-and-gradient evaluation at full float32 precision (no TF32), grad as HWC."""
     torch = loss.torch
     x = torch.from_numpy(image_hwc.transpose(2, 0, 1)[None].copy()).to(loss.device)
     x.requires_grad_(True)
-    cuda = torch.backends.cuda.matmul, torch.backends.cudnn
-    saved = cuda[0].allow_tf32, cuda[1].allow_tf32
-    cuda[0].allow_tf32 = cuda[1].allow_tf32 = False
-    try:
+    with torch_float32(torch):
         value = loss(x)
         value.backward()
-    finally:
-        cuda[0].allow_tf32, cuda[1].allow_tf32 = saved
     return float(value.detach()), x.grad[0].permute(1, 2, 0).cpu().numpy()
 
 
@@ -498,6 +515,10 @@ class _TorchRunner:
             self.torch.cuda.synchronize(self.loss.device)
 
     def _optimize(self, steps: int) -> dict[str, Any]:
+        with torch_float32(self.torch, self.cfg.precision == "highest"):
+            return self._optimize_at_precision(steps)
+
+    def _optimize_at_precision(self, steps: int) -> dict[str, Any]:
         torch = self.torch
         x = self.x0.clone().requires_grad_(True)
         trace = {"evaluations": 0, "losses": []}
@@ -584,10 +605,7 @@ def _torch_device(
         info["device"] = f"cuda ({torch.cuda.get_device_name(0)})"
         # Fixed shapes: let cuDNN pick its fastest kernels, as XLA autotunes on compile.
         torch.backends.cudnn.benchmark = True
-        notes.append(
-            "PyTorch on CUDA with torch.backends.cudnn.benchmark = True; both sides at their "
-            "default precision in the timings (TF32 convolutions in cuDNN and, by default, XLA)."
-        )
+        notes.append("PyTorch on CUDA with torch.backends.cudnn.benchmark = True.")
         return torch.device("cuda"), info
     info["device"] = "cpu"
     return torch.device("cpu"), info
@@ -668,6 +686,23 @@ def equal_work_check(cfg, module, params, jax_loss, torch_loss, log: Log) -> dic
         f"(rel. diff {check['loss_rel_diff']:.1e}); gradient rel. L2 diff {grad_diff:.1e}"
     )
     return check
+
+
+def mark_incomplete(rows: list[dict[str, Any]], asked: dict[int, int]) -> list[str]:
+    """Flags (``row["incomplete"] = True``) and describes rows that ran fewer iterations
+    than ``asked[size]``: an L-BFGS whose line search found no decrease stops early, and
+    its rates then cover less work than the other side's."""
+    notes = []
+    for row in rows:
+        steps = asked[row["size"]]
+        row["incomplete"] = row["iterations"] < steps
+        if row["incomplete"]:
+            notes.append(
+                f"INCOMPLETE RUN: {row['name']} at {row['size']} px ran {row['iterations']} of "
+                f"{steps} iterations (its L-BFGS stopped: the line search found no decrease), "
+                "so the ratios at that size do not compare the same work."
+            )
+    return notes
 
 
 def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]:
@@ -769,6 +804,18 @@ def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]
                 )
         rows += size_rows
 
+    if cfg.precision == "highest":
+        notes.append(
+            "precision: float32 matmuls and convolutions on both sides in the timings "
+            "(`optimize_image(precision='highest')`; PyTorch with TF32 off in cuDNN and "
+            "matmuls)."
+        )
+    else:
+        notes.append(
+            "precision: each framework's default in the timings (on GPUs TF32 convolutions in "
+            "cuDNN and XLA, and TF32 matmuls in XLA; on the CPU float32 either way)."
+        )
+    notes += mark_incomplete(rows, dict(zip(cfg.sizes, cfg.iterations)))
     if any(r.get("timed_compile_events") for r in rows):
         notes.append("gen_jax recompiled during timed runs (see timed_compile_events).")
     return {
@@ -942,6 +989,13 @@ def _parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace
         "on CPU, at least 2; ~200 x (256/S)^2 otherwise)",
     )
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="highest",
+        help="matmuls and convolutions in the timed runs: highest (float32 on both sides) or "
+        "default (each framework's own: TF32 on GPUs; the same float32 on the CPU)",
+    )
     p.add_argument(
         "--weights", default=None, help="VGG19 weights (.h5 Keras notop or torchvision .pth)"
     )

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The GPU rows of the README's speed tables, in one run: style transfer (L-BFGS through VGG19,
-# 200 iterations at 256 px and 500 at 512 px) and the DCGAN train step (64x64, batch 64), each
-# against PyTorch eager on the same GPU in the same process.
+# The GPU rows of the README's speed tables, in one run, each against PyTorch eager on the same
+# GPU in the same process:
+#   synthesis       style transfer, L-BFGS through VGG19, 200 iterations at 256 px and 500 at
+#                   512 px, float32 on both sides (the benchmark's default precision);
+#   synthesis_tf32  the 512 px run again at each framework's default precision (TF32);
+#   step            the DCGAN train step, 64x64, batch 64.
 #
-#   bash scripts/gpu_bench.sh OUT_DIR
+#   bash scripts/gpu_bench.sh OUT_DIR [BENCHMARK...]   (default: all three)
 #
 # Runs with the machine's own python3 (its CUDA builds of jax and torch): nothing is
 # installed, gen_jax comes from this checkout through PYTHONPATH. Each benchmark has a time
@@ -16,6 +19,15 @@ if [ ! -d "$out" ]; then
   echo "gpu_bench: OUT_DIR $out is not an existing folder" >&2
   exit 2
 fi
+shift
+wanted=" ${*:-synthesis synthesis_tf32 step} "
+for name in $wanted; do
+  case $name in
+    synthesis|synthesis_tf32|step) ;;
+    *) echo "gpu_bench: unknown benchmark $name (expected synthesis, synthesis_tf32, step)" >&2
+       exit 2 ;;
+  esac
+done
 PY=${PYTHON:-python3}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 log=$out/gpu_bench.log
@@ -45,8 +57,17 @@ run() {  # run LIMIT_S NAME ARGS...: one benchmark, its output appended to the l
   [ "$rc" -eq 0 ] || status=1
 }
 
-run "${SYNTHESIS_LIMIT_S:-330}" synthesis -m benchmarks.synthesis_speed \
-  --sizes 256,512 --iterations 200,500 --repeats 3 --out "$out/synthesis_gpu.md"
-run "${STEP_LIMIT_S:-150}" step -m benchmarks.step_speed \
-  --image_size 64 --batch_size 64 --out "$out/step_gpu_64.json" --markdown "$out/step_gpu_64.md"
+if [[ $wanted == *" synthesis "* ]]; then
+  run "${SYNTHESIS_LIMIT_S:-240}" synthesis -m benchmarks.synthesis_speed \
+    --sizes 256,512 --iterations 200,500 --repeats 3 --out "$out/synthesis_gpu.md"
+fi
+if [[ $wanted == *" synthesis_tf32 "* ]]; then
+  run "${SYNTHESIS_TF32_LIMIT_S:-100}" synthesis_tf32 -m benchmarks.synthesis_speed \
+    --sizes 512 --iterations 500 --repeats 1 --precision default \
+    --out "$out/synthesis_gpu_tf32.md"
+fi
+if [[ $wanted == *" step "* ]]; then
+  run "${STEP_LIMIT_S:-150}" step -m benchmarks.step_speed --image_size 64 --batch_size 64 \
+    --out "$out/step_gpu_64.json" --markdown "$out/step_gpu_64.md"
+fi
 exit $status

@@ -33,6 +33,7 @@ Parametrisation (``parametrization``):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from collections.abc import Callable
@@ -221,6 +222,7 @@ def optimize_image(
     tol: float = 0.0,
     chunk_steps: int | None = None,
     callback: Callable[[int, float], None] | None = None,
+    precision: str | None = "highest",
 ) -> OptimizeResult:
     """Minimises ``loss_fn(image, *args)`` over the image, compiled as one program.
 
@@ -249,12 +251,21 @@ def optimize_image(
       chunk_steps: iterations per compiled chunk (``None``: all ``steps`` in one program);
         ``callback`` runs on the host after each chunk.
       callback: ``callback(iterations_done, loss)``, e.g. to print progress.
+      precision: the matmul and convolution precision the loss is compiled under
+        (`jax.default_matmul_precision`; operations that name their own keep it).
+        ``"highest"`` (default) is float32 on every platform. ``None`` keeps what is in
+        force (a caller's own `jax.default_matmul_precision`, else the platform's
+        default, which on GPUs is TF32 (10-bit mantissas): there the loss
+        differences of L-BFGS's line search drown in rounding, and the search stalls
+        (`benchmarks.synthesis_speed --precision default` on a GPU shows it)). On the CPU
+        both are float32 and compile to the same program.
 
     Returns:
       An `OptimizeResult` (image, losses ``[steps + 1]``, evaluations ``[steps]``).
 
     Raises:
-      ValueError: on an unknown optimizer or parametrisation, or non-positive step counts.
+      ValueError: on an unknown optimizer, parametrisation or precision, or non-positive
+        step counts.
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {optimizer!r}.")
@@ -277,21 +288,29 @@ def optimize_image(
         tol=float(tol),
     )
     chunk = steps if chunk_steps is None else min(chunk_steps, steps)
-    u, opt_state = _init(init, solver=solver)
-    if callable(getattr(loss_fn, "prepare", None)):
-        args = _prepare(u, args, loss_fn=loss_fn, solver=solver)
-    values, evals, done = [], [], 0
-    while done < steps:
-        # The last chunk may be shorter: one more compilation, only when steps % chunk != 0.
-        n = min(chunk, steps - done)
-        u, opt_state, v, e, last = _run_chunk(
-            u, opt_state, args, loss_fn=loss_fn, solver=solver, num_steps=n
-        )
-        values.append(v)
-        evals.append(e)
-        done += n
-        if callback is not None:
-            callback(done, float(last))
-    image = _finish(u, solver=solver, clip=clip)
-    losses = jnp.concatenate([*values, last[None]])
+    # Part of the trace context, so also of the compilation cache's key.
+    scope = contextlib.nullcontext()
+    if precision is not None:
+        try:
+            scope = jax.default_matmul_precision(precision)
+        except ValueError as e:
+            raise ValueError(f"precision: {e}") from None
+    with scope:
+        u, opt_state = _init(init, solver=solver)
+        if callable(getattr(loss_fn, "prepare", None)):
+            args = _prepare(u, args, loss_fn=loss_fn, solver=solver)
+        values, evals, done = [], [], 0
+        while done < steps:
+            # The last chunk may be shorter: one more compilation, only when steps % chunk != 0.
+            n = min(chunk, steps - done)
+            u, opt_state, v, e, last = _run_chunk(
+                u, opt_state, args, loss_fn=loss_fn, solver=solver, num_steps=n
+            )
+            values.append(v)
+            evals.append(e)
+            done += n
+            if callback is not None:
+                callback(done, float(last))
+        image = _finish(u, solver=solver, clip=clip)
+        losses = jnp.concatenate([*values, last[None]])
     return OptimizeResult(image=image, losses=losses, evaluations=jnp.concatenate(evals))

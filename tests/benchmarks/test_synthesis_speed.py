@@ -50,6 +50,8 @@ def test_main_tiny_run_reports_both_rows(tmp_path):
             assert _positive_finite(row["speedup_iterations"]), row
         else:
             assert row["speedup_iterations"] is None
+    assert not any(row["incomplete"] for row in result["rows"])
+    assert any(note.startswith("precision: float32") for note in result["notes"])
     jax_row = result["rows"][0]
     assert jax_row["compile_s"] > 0
     assert jax_row["timed_compile_events"] == 0, "the timed runs recompiled"
@@ -80,6 +82,7 @@ def test_main_tiny_run_reports_both_rows(tmp_path):
         ["--sizes", "8"],
         ["--sizes", "32,64", "--iterations", "1,2,3"],
         ["--optimizer", "sgd"],
+        ["--precision", "tf32"],
         ["--conv-algorithm", "fft"],
         ["--out", "/nonexistent_dir/x.md"],
     ],
@@ -87,6 +90,17 @@ def test_main_tiny_run_reports_both_rows(tmp_path):
 def test_main_rejects_bad_config_before_running(argv):
     with pytest.raises(SystemExit):
         synthesis_speed.main(argv)
+
+
+def test_rows_that_stopped_early_are_flagged():
+    rows = [
+        {"size": 64, "name": "gen_jax", "iterations": 5},
+        {"size": 64, "name": "PyTorch eager", "iterations": 1},
+        {"size": 128, "name": "PyTorch eager", "iterations": 3},
+    ]
+    notes = synthesis_speed.mark_incomplete(rows, {64: 5, 128: 3})
+    assert [row["incomplete"] for row in rows] == [False, True, False]
+    assert len(notes) == 1 and "PyTorch eager at 64 px ran 1 of 5 iterations" in notes[0]
 
 
 def test_resolve_spreads_iterations_over_sizes():

@@ -98,10 +98,27 @@ def test_sigmoid_parametrization_keeps_every_iterate_in_range():
     assert float(r.losses[-1]) < float(r.losses[0])
 
 
+def test_the_loss_is_compiled_at_the_requested_precision():
+    seen = []
+
+    def recorded(x, a, c):
+        seen.append(jax.config.jax_default_matmul_precision)  # runs only while tracing
+        return quadratic(x, a, c)
+
+    optimize_image(recorded, jnp.zeros(4), A, C, steps=2)
+    assert seen and set(seen) == {"highest"}
+    # None keeps the caller's setting, and the compiled "highest" program is not reused.
+    seen.clear()
+    with jax.default_matmul_precision("tensorfloat32"):
+        optimize_image(recorded, jnp.zeros(4), A, C, steps=2, precision=None)
+    assert seen and set(seen) == {"tensorfloat32"}
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
         ({"optimizer": "sgd"}, "optimizer"),
+        ({"precision": "float31"}, "precision"),
         ({"parametrization": "tanh"}, "parametrization"),
         ({"steps": 0}, "steps"),
         ({"chunk_steps": 0}, "chunk_steps"),
