@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import statistics
 import sys
@@ -47,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks.flops import xla_flops
 from benchmarks.machine import describe_devices, schedulable_cores
 from benchmarks.report import check_out_paths, write_text
 from gen_jax.data import epoch_batch_indices, to_signed_unit
@@ -142,7 +142,9 @@ class _JaxStepRunner:
         lowered = jax.jit(self.train_step, donate_argnums=0).lower(self.state, self.batch)
         self.compiled = lowered.compile()
         self.info["compile_s"] = time.perf_counter() - t0
-        self.info["flops_per_step"] = _xla_flops(self.compiled)
+        self.info["flops_per_step"], self.info["flops_platform"] = xla_flops(
+            self.train_step, self.state, self.batch, compiled=self.compiled
+        )
         log(f"[{self.key}] compiled in {self.info['compile_s']:.1f} s")
         self.run(max(1, self.cfg.warmup))
 
@@ -203,16 +205,6 @@ def _make_batch_fn(num_examples: int, batch_size: int):
         return {"real": to_signed_unit(data[idx])[None]}  # [n_critic=1, B, H, W, C]
 
     return batch_fn
-
-
-def _xla_flops(compiled) -> float:
-    """FLOPs of a compiled program from XLA's cost analysis (NaN if it has none)."""
-    analysis = compiled.cost_analysis()
-    # A dict in recent JAX, a list with one dict per program in older ones.
-    if isinstance(analysis, (list, tuple)):
-        analysis = analysis[0] if analysis else {}
-    flops = (analysis or {}).get("flops", math.nan)
-    return float(flops) if flops is not None and flops > 0 else math.nan
 
 
 # ---------------------------------------------------------------------------------------
@@ -462,7 +454,11 @@ def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]
                 "achieved_flops_per_s": flops / seconds,
                 "steps_timed": steps_timed[runner.key],
                 "repeat_ms_per_step": [1e3 * s for s in per_step[runner.key]],
-                **{k: v for k, v in runner.info.items() if k != "flops_per_step"},
+                **{
+                    k: v
+                    for k, v in runner.info.items()
+                    if k not in ("flops_per_step", "flops_platform")
+                },
             }
         )
     reference = next((r for r in rows if r["key"] == TORCH_EAGER), None)
@@ -474,6 +470,7 @@ def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]
         "config": dataclasses.asdict(cfg),
         "device": device,
         "flops_per_step": flops,
+        "flops_platform": runners[0].info["flops_platform"],
         "rows": rows,
         "notes": notes,
     }
@@ -550,8 +547,9 @@ def format_markdown(result: dict[str, Any]) -> str:
         + f"(os.cpu_count() = {cpu['os_cpu_count']})",
         f"networks: ngf={cfg['ngf']}, ndf={cfg['ndf']}, nz={cfg['nz']}; one D update (real + "
         + "detached fake) and one G update (non-saturating) per step, Adam(2e-4, 0.5, 0.999)",
-        f"model FLOPs per step: {flops / 1e9:.2f} GFLOP (XLA cost analysis of the compiled "
-        + "single step, 2 per multiply-add, counting only kernel taps inside the image, not on "
+        f"model FLOPs per step: {flops / 1e9:.2f} GFLOP (XLA cost analysis of the single "
+        + f"step compiled for the {result.get('flops_platform', 'cpu')} backend (XLA:GPU's "
+        + "analysis leaves out cuDNN's convolutions), 2 per multiply-add, counting only kernel taps inside the image, not on "
         + "the zero padding; the same count for every row)",
         f"timing: median of {cfg['repeats']} repeats of ~{cfg['steps']} steps, repeats "
         + f"interleaved across rows, after {cfg['warmup']} untimed warmup step(s); "

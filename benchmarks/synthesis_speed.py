@@ -39,7 +39,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import statistics
 import sys
@@ -55,6 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.flops import xla_flops
 from benchmarks.machine import describe_devices
 from benchmarks.report import check_out_paths, write_text
 from gen_jax.models.feature_nets import get_feature_net
@@ -246,15 +246,6 @@ def _compile_seconds() -> Iterator[dict[str, float]]:
         jax.monitoring.unregister_event_duration_listener(listener)
 
 
-def _xla_flops(compiled) -> float:
-    """FLOPs of a compiled program from XLA's cost analysis (NaN if it has none)."""
-    analysis = compiled.cost_analysis()
-    if isinstance(analysis, (list, tuple)):  # A list of one dict in older JAX.
-        analysis = analysis[0] if analysis else {}
-    flops = (analysis or {}).get("flops", math.nan)
-    return float(flops) if flops is not None and flops > 0 else math.nan
-
-
 class _JaxRunner:
     """gen_jax: `optimize_image` on `PerceptualLoss`, what `style_transfer` runs."""
 
@@ -298,8 +289,9 @@ class _JaxRunner:
         loss = self.loss
         if hasattr(loss.module, "conv_algorithm"):
             loss = dataclasses.replace(loss, module=loss.module.clone(conv_algorithm="direct"))
-        vg = jax.jit(jax.value_and_grad(loss)).lower(self.x0, *self.args).compile()
-        self.info["flops_per_eval"] = _xla_flops(vg)
+        self.info["flops_per_eval"], self.info["flops_platform"] = xla_flops(
+            jax.value_and_grad(loss), self.x0, *self.args
+        )
         self._record(result)
         log(
             f"[{self.key}] compiled in {self.info['compile_s']:.1f} s, first call "
@@ -649,24 +641,28 @@ def _make_losses(cfg: BenchConfig, module, params, torch_device, channels_last: 
     return jax_loss, torch_loss
 
 
-def _targets(module, params, jax_loss, torch_loss, content, style):
-    """Targets on both sides, each computed by its own implementation of the network."""
-    targets = content_targets(module, params, content, jax_loss.content_layers)
-    grams = style_grams(module, params, style, jax_loss.style_layers)
+def _targets(module, params, jax_loss, torch_loss, content, style, precision: str):
+    """Targets on both sides, each computed by its own implementation of the network, at
+    `precision` (one of `PRECISIONS`)."""
+    highest = precision == "highest"
+    prec = "highest" if highest else None
+    targets = content_targets(module, params, content, jax_loss.content_layers, precision=prec)
+    grams = style_grams(module, params, style, jax_loss.style_layers, precision=prec)
     if torch_loss is not None:
         torch = torch_loss.torch
 
         def nchw(a):
             return torch.from_numpy(a.transpose(2, 0, 1)[None].copy()).to(torch_loss.device)
 
-        torch_loss.set_targets(nchw(content), nchw(style))
+        with torch_float32(torch, highest):
+            torch_loss.set_targets(nchw(content), nchw(style))
     return targets, grams
 
 
 def equal_work_check(cfg, module, params, jax_loss, torch_loss, log: Log) -> dict[str, Any]:
     """Loss and gradient of both implementations at one perturbed image of `check_size`."""
     content, style, _ = load_images(cfg.check_size, cfg.seed)
-    targets, grams = _targets(module, params, jax_loss, torch_loss, content, style)
+    targets, grams = _targets(module, params, jax_loss, torch_loss, content, style, "highest")
     noise = np.random.default_rng(cfg.seed).uniform(-0.1, 0.1, content.shape).astype(np.float32)
     image = np.clip(content + noise, 0.0, 1.0)  # off the content image: every term non-zero
     j_value, j_grad = jax_loss_and_grad(jax_loss, image, params, targets, grams)
@@ -754,7 +750,9 @@ def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]
     rows = []
     for size, steps in zip(cfg.sizes, cfg.iterations):
         content, style, _ = load_images(size, cfg.seed)
-        targets, grams = _targets(module, params, jax_loss, torch_loss, content, style)
+        targets, grams = _targets(
+            module, params, jax_loss, torch_loss, content, style, cfg.precision
+        )
         runners: list[Any] = [_JaxRunner(cfg, jax_loss, content, params, targets, grams, steps)]
         if torch_loss is not None:
             runners.append(_TorchRunner(cfg, torch_loss, content, steps))
@@ -777,7 +775,11 @@ def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]
         size_rows = []
         for runner in runners:
             median = statistics.median(seconds[runner.key])
-            info = {k: v for k, v in runner.info.items() if k != "flops_per_eval"}
+            info = {
+                k: v
+                for k, v in runner.info.items()
+                if k not in ("flops_per_eval", "flops_platform")
+            }
             size_rows.append(
                 {
                     "size": size,
@@ -788,6 +790,7 @@ def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]
                     "iterations_per_s": info["iterations"] / median,
                     "evaluations_per_s": info["evaluations"] / median,
                     "flops_per_eval": flops,
+                    "flops_platform": runners[0].info["flops_platform"],
                     "achieved_flops_per_s": flops * info["evaluations"] / median,
                     **info,
                 }
@@ -807,7 +810,7 @@ def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]
     if cfg.precision == "highest":
         notes.append(
             "precision: float32 matmuls and convolutions on both sides in the timings "
-            "(`optimize_image(precision='highest')`; PyTorch with TF32 off in cuDNN and "
+            "and in the targets (`optimize_image(precision='highest')`; PyTorch with TF32 off in cuDNN and "
             "matmuls)."
         )
     else:
@@ -876,7 +879,7 @@ def format_markdown(result: dict[str, Any]) -> str:
             (
                 f"Equal-work check ({status}): one loss-and-gradient evaluation at "
                 f"{check['size']}x{check['size']} (the content image plus uniform noise of "
-                "+-0.1), highest matmul/conv precision on both sides:"
+                "+-0.1), highest matmul/conv precision on both sides, targets included:"
             ),
             "",
             "| quantity | gen_jax | PyTorch | relative difference |",
@@ -940,10 +943,11 @@ def format_markdown(result: dict[str, Any]) -> str:
         )
     flops = {r["size"]: r["flops_per_eval"] for r in result["rows"]}
     facts.append(
-        "FLOPs of one loss-and-gradient evaluation (XLA cost analysis of the compiled "
-        "`value_and_grad` with direct convolutions, 2 per multiply-add, taps on the zero "
-        "padding not counted; used for both rows, so achieved GFLOP/s is nominal where "
-        "Winograd does fewer multiplications): "
+        "FLOPs of one loss-and-gradient evaluation (XLA cost analysis of `value_and_grad` "
+        f"with direct convolutions compiled for the {result['rows'][0]['flops_platform']} "
+        "backend (XLA:GPU's analysis leaves out cuDNN's convolutions), 2 per multiply-add, "
+        "taps on the zero padding not counted; used for both rows, so achieved GFLOP/s is "
+        "nominal where Winograd does fewer multiplications): "
         + ", ".join(f"{s} px {f / 1e9:.1f} GFLOP" for s, f in flops.items())
     )
     facts.append(

@@ -62,7 +62,7 @@ if [[ $wanted == *" synthesis "* ]]; then
     --sizes 256,512 --iterations 200,500 --repeats 3 --out "$out/synthesis_gpu.md"
 fi
 if [[ $wanted == *" synthesis_tf32 "* ]]; then
-  run "${SYNTHESIS_TF32_LIMIT_S:-100}" synthesis_tf32 -m benchmarks.synthesis_speed \
+  run "${SYNTHESIS_TF32_LIMIT_S:-200}" synthesis_tf32 -m benchmarks.synthesis_speed \
     --sizes 512 --iterations 500 --repeats 1 --precision default \
     --out "$out/synthesis_gpu_tf32.md"
 fi

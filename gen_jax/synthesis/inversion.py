@@ -41,7 +41,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from gen_jax.losses.perceptual import total_variation
-from gen_jax.synthesis.optimize import as_unit_image, optimize_image
+from gen_jax.synthesis.optimize import as_unit_image, optimize_image, precision_scope
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -194,6 +194,7 @@ def invert_features(
     parametrization: str = "pixels",
     chunk_steps: int | None = None,
     callback: Callable[[int, float], None] | None = None,
+    precision: str | None = "highest",
 ) -> InversionResult:
     """Reconstructs an image from its features at one layer (Mahendran & Vedaldi 2015).
 
@@ -226,6 +227,8 @@ def invert_features(
       key: PRNG key of the noise start (required unless ``init`` is given).
       init: an explicit start image ``[H, W, C]`` instead of noise.
       learning_rate, parametrization, chunk_steps, callback: passed to `optimize_image`.
+      precision: matmul and convolution precision of the target features and of the
+        optimisation (`optimize_image`; ``"highest"``, float32, by default).
 
     Returns:
       An `InversionResult`.
@@ -252,7 +255,8 @@ def invert_features(
     if target_image is not None:
         target_img = as_unit_image(target_image, "target_image")
         shape = tuple(target_img.shape)
-        target = _layer_features(module, params, target_img, layer)
+        with precision_scope(precision):
+            target = _layer_features(module, params, target_img, layer)
     else:
         if size is None or len(tuple(size)) != 2 or min(size) < 2:
             raise ValueError(
@@ -282,21 +286,23 @@ def invert_features(
         tv_weight=float(tv_weight),
         beta=float(beta),
     )
-    start = _host_terms(loss, x0, params, target, mean)
-    result = optimize_image(
-        loss,
-        x0,
-        params,
-        target,
-        mean,
-        optimizer=optimizer,
-        steps=steps,
-        learning_rate=learning_rate,
-        parametrization=parametrization,
-        chunk_steps=chunk_steps,
-        callback=callback,
-    )
-    end = _host_terms(loss, result.image, params, target, mean)
+    with precision_scope(precision):
+        start = _host_terms(loss, x0, params, target, mean)
+        result = optimize_image(
+            loss,
+            x0,
+            params,
+            target,
+            mean,
+            optimizer=optimizer,
+            steps=steps,
+            learning_rate=learning_rate,
+            parametrization=parametrization,
+            chunk_steps=chunk_steps,
+            callback=callback,
+            precision=precision,
+        )
+        end = _host_terms(loss, result.image, params, target, mean)
     return InversionResult(result.image, result.losses, result.evaluations, start, end)
 
 

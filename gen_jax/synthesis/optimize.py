@@ -46,7 +46,14 @@ import optax
 from jax import lax
 from jax.typing import ArrayLike
 
-__all__ = ["OPTIMIZERS", "PARAMETRIZATIONS", "OptimizeResult", "as_unit_image", "optimize_image"]
+__all__ = [
+    "OPTIMIZERS",
+    "PARAMETRIZATIONS",
+    "OptimizeResult",
+    "as_unit_image",
+    "optimize_image",
+    "precision_scope",
+]
 
 OPTIMIZERS = ("lbfgs", "adam")
 PARAMETRIZATIONS = ("pixels", "sigmoid")
@@ -208,6 +215,24 @@ def _finish(u, *, solver, clip):
     return jnp.clip(image, 0.0, 1.0) if clip else image
 
 
+def precision_scope(precision: str | None):
+    """A context compiling the jitted calls inside it at ``precision`` (see `optimize_image`).
+
+    `jax.default_matmul_precision` is part of the trace context, hence of every compilation
+    cache's key: a program compiled at one precision is not reused at another. ``None``
+    changes nothing.
+
+    Raises:
+      ValueError: naming ``precision`` when JAX does not know the value.
+    """
+    if precision is None:
+        return contextlib.nullcontext()
+    try:
+        return jax.default_matmul_precision(precision)
+    except ValueError as e:
+        raise ValueError(f"precision: {e}") from None
+
+
 def optimize_image(
     loss_fn: Callable[..., ArrayLike],
     init: ArrayLike,
@@ -288,14 +313,7 @@ def optimize_image(
         tol=float(tol),
     )
     chunk = steps if chunk_steps is None else min(chunk_steps, steps)
-    # Part of the trace context, so also of the compilation cache's key.
-    scope = contextlib.nullcontext()
-    if precision is not None:
-        try:
-            scope = jax.default_matmul_precision(precision)
-        except ValueError as e:
-            raise ValueError(f"precision: {e}") from None
-    with scope:
+    with precision_scope(precision):
         u, opt_state = _init(init, solver=solver)
         if callable(getattr(loss_fn, "prepare", None)):
             args = _prepare(u, args, loss_fn=loss_fn, solver=solver)

@@ -35,7 +35,7 @@ from gen_jax.losses.perceptual import (
 )
 from gen_jax.models.vgg import VGG, WINOGRAD_COLLECTION, prepare_variables
 from gen_jax.synthesis import color
-from gen_jax.synthesis.optimize import as_unit_image, optimize_image
+from gen_jax.synthesis.optimize import as_unit_image, optimize_image, precision_scope
 
 __all__ = [
     "GATYS_CONTENT_LAYERS",
@@ -125,7 +125,7 @@ def _per_position_grams(module, params, image, layers):
 
 
 def content_targets(
-    module, params, content: ArrayLike, layers: Sequence[str]
+    module, params, content: ArrayLike, layers: Sequence[str], *, precision: str | None = "highest"
 ) -> dict[str, jax.Array]:
     """The content image's features ``P_l`` at `layers`, computed once.
 
@@ -133,6 +133,8 @@ def content_targets(
       module, params: the feature network and its parameters.
       content: RGB image ``[H, W, 3]`` in [0, 1].
       layers: layer names.
+      precision: matmul and convolution precision (`gen_jax.synthesis.optimize_image`);
+        float32 by default, so that the targets are as exact as the optimisation.
 
     Returns:
       ``{layer: [H_l, W_l, C_l]}``.
@@ -140,10 +142,14 @@ def content_targets(
     layers = tuple(layers)
     if not layers:
         return {}
-    return _content_features(module, params, as_unit_image(content, "content", channels=3), layers)
+    image = as_unit_image(content, "content", channels=3)
+    with precision_scope(precision):
+        return _content_features(module, params, image, layers)
 
 
-def style_grams(module, params, style: ArrayLike, layers: Sequence[str]) -> dict[str, jax.Array]:
+def style_grams(
+    module, params, style: ArrayLike, layers: Sequence[str], *, precision: str | None = "highest"
+) -> dict[str, jax.Array]:
     """The style (or texture) image's per-position Gram matrices ``A_l / M_l``.
 
     Divided by the number of positions so that they compare with an image of any size
@@ -153,6 +159,7 @@ def style_grams(module, params, style: ArrayLike, layers: Sequence[str]) -> dict
       module, params: the feature network and its parameters.
       style: RGB image ``[H, W, 3]`` in [0, 1].
       layers: layer names.
+      precision: as in `content_targets`.
 
     Returns:
       ``{layer: [C_l, C_l]}``.
@@ -160,7 +167,9 @@ def style_grams(module, params, style: ArrayLike, layers: Sequence[str]) -> dict
     layers = tuple(layers)
     if not layers:
         return {}
-    return _per_position_grams(module, params, as_unit_image(style, "style", channels=3), layers)
+    image = as_unit_image(style, "style", channels=3)
+    with precision_scope(precision):
+        return _per_position_grams(module, params, image, layers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,13 +257,22 @@ def _noise(key: jax.Array | None, shape: tuple[int, ...], what: str) -> jax.Arra
 
 
 def _optimize(
-    loss: PerceptualLoss, init, params, content, grams, *, optimizer, steps, **opt_kwargs
+    loss: PerceptualLoss, init, params, content, grams, *, optimizer, steps, precision, **opt_kwargs
 ) -> SynthesisResult:
-    start = _terms_on_host(loss, init, params, content, grams)
-    result = optimize_image(
-        loss, init, params, content, grams, optimizer=optimizer, steps=steps, **opt_kwargs
-    )
-    end = _terms_on_host(loss, result.image, params, content, grams)
+    with precision_scope(precision):
+        start = _terms_on_host(loss, init, params, content, grams)
+        result = optimize_image(
+            loss,
+            init,
+            params,
+            content,
+            grams,
+            optimizer=optimizer,
+            steps=steps,
+            precision=precision,
+            **opt_kwargs,
+        )
+        end = _terms_on_host(loss, result.image, params, content, grams)
     return SynthesisResult(result.image, result.losses, result.evaluations, start, end)
 
 
@@ -279,6 +297,7 @@ def style_transfer(
     parametrization: str = "pixels",
     chunk_steps: int | None = None,
     callback: Callable[[int, float], None] | None = None,
+    precision: str | None = "highest",
 ) -> SynthesisResult:
     """Renders ``content`` in the style of ``style`` (Gatys, Ecker & Bethge 2015).
 
@@ -308,6 +327,8 @@ def style_transfer(
         ``"histogram"``: the style recoloured to the content's colour statistics first
         (section 2.1), see `gen_jax.synthesis.color`.
       learning_rate, parametrization, chunk_steps, callback: passed to `optimize_image`.
+      precision: matmul and convolution precision of the targets and of the optimisation
+        (`optimize_image`; ``"highest"``, float32, by default).
 
     Returns:
       A `SynthesisResult`.
@@ -355,8 +376,8 @@ def style_transfer(
         beta=float(beta),
         tv_weight=float(tv_weight),
     )
-    targets = content_targets(module, params, target_img, content_layers)
-    grams = style_grams(module, params, style_img, style_layers)
+    targets = content_targets(module, params, target_img, content_layers, precision=precision)
+    grams = style_grams(module, params, style_img, style_layers, precision=precision)
     if not isinstance(init, str):
         x0 = _grey(color.luminance(init)) if mode == "luminance" else init
     elif init == "content":
@@ -375,6 +396,7 @@ def style_transfer(
         parametrization=parametrization,
         chunk_steps=chunk_steps,
         callback=callback,
+        precision=precision,
     )
     if mode == "luminance":
         image = color.combine_luminance(color.luminance(result.image), content_img)
@@ -399,6 +421,7 @@ def texture_synthesis(
     parametrization: str = "pixels",
     chunk_steps: int | None = None,
     callback: Callable[[int, float], None] | None = None,
+    precision: str | None = "highest",
 ) -> SynthesisResult:
     """Synthesises a new texture with the Gram statistics of ``source`` (Gatys et al. 2015).
 
@@ -417,6 +440,8 @@ def texture_synthesis(
       tv_weight: weight of the squared total variation.
       optimizer, learning_rate, parametrization, chunk_steps, callback: passed to
         `optimize_image`.
+      precision: matmul and convolution precision of the targets and of the optimisation
+        (`optimize_image`; ``"highest"``, float32, by default).
 
     Returns:
       A `SynthesisResult` (its ``style`` terms are the texture loss).
@@ -450,7 +475,7 @@ def texture_synthesis(
         beta=1.0,
         tv_weight=float(tv_weight),
     )
-    grams = style_grams(module, params, source_img, layers)
+    grams = style_grams(module, params, source_img, layers, precision=precision)
     return _optimize(
         loss,
         x0,
@@ -463,4 +488,5 @@ def texture_synthesis(
         parametrization=parametrization,
         chunk_steps=chunk_steps,
         callback=callback,
+        precision=precision,
     )

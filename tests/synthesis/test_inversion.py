@@ -150,3 +150,24 @@ def test_bad_inputs_raise_clear_errors(kwargs, match):
 def test_noise_start_needs_a_key():
     with pytest.raises(ValueError, match="PRNG key"):
         invert_features(NET, PARAMS, _photo(8), layer="a", steps=1)
+
+
+_PRECISIONS_SEEN = []
+
+
+class RecordingNet(TinyNet):
+    """TinyNet that notes the matmul precision in force each time JAX traces it."""
+
+    def __call__(self, images, outputs=("a",)):
+        _PRECISIONS_SEEN.append(jax.config.jax_default_matmul_precision)
+        return super().__call__(images, outputs)
+
+
+@pytest.mark.parametrize("precision", ["highest", "float32"])
+def test_target_and_optimisation_are_compiled_at_the_requested_precision(precision):
+    _PRECISIONS_SEEN.clear()
+    invert_features(
+        RecordingNet(), PARAMS, _photo(8), layer="a", steps=1, key=jax.random.PRNGKey(0),
+        precision=precision,
+    )  # fmt: skip
+    assert _PRECISIONS_SEEN and set(_PRECISIONS_SEEN) == {precision}

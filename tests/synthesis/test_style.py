@@ -233,3 +233,33 @@ def test_prepare_precomputes_vgg_winograd_kernels_and_keeps_the_loss():
     np.testing.assert_allclose(d1, d0, rtol=1e-5, atol=1e-6 * float(jnp.abs(d0).max()))
     tiny = PerceptualLoss(NET, ("a",), ("b",), (1.0,))
     assert tiny.prepare(_smooth(8, 8), PARAMS, {}, {})[0] is PARAMS
+
+
+_PRECISIONS_SEEN = []
+
+
+class RecordingNet(TinyNet):
+    """TinyNet that notes the matmul precision in force each time JAX traces it."""
+
+    def __call__(self, images, outputs=("a", "b")):
+        _PRECISIONS_SEEN.append(jax.config.jax_default_matmul_precision)
+        return super().__call__(images, outputs)
+
+
+def test_targets_and_optimisation_are_compiled_at_the_requested_precision():
+    net, img = RecordingNet(), _stripes(8, 8)
+    _PRECISIONS_SEEN.clear()
+    content_targets(net, PARAMS, img, ("a",))
+    style_grams(net, PARAMS, img, ("b",))
+    style_transfer(net, PARAMS, img, img, content_layers=("a",), style_layers=("b",), steps=1)
+    texture_synthesis(net, PARAMS, img, layers=("b",), steps=1, key=jax.random.PRNGKey(0))
+    assert _PRECISIONS_SEEN and set(_PRECISIONS_SEEN) == {"highest"}
+    _PRECISIONS_SEEN.clear()
+    with jax.default_matmul_precision("tensorfloat32"):  # None keeps the caller's setting
+        style_transfer(
+            net, PARAMS, img, img, content_layers=("a",), style_layers=("b",), steps=1,
+            precision=None,
+        )  # fmt: skip
+    assert _PRECISIONS_SEEN and set(_PRECISIONS_SEEN) == {"tensorfloat32"}
+    with pytest.raises(ValueError, match="precision"):
+        content_targets(net, PARAMS, img, ("a",), precision="float31")
