@@ -4,9 +4,11 @@
 #   synthesis       style transfer, L-BFGS through VGG19, 200 iterations at 256 px and 500 at
 #                   512 px, float32 on both sides (the benchmark's default precision);
 #   synthesis_tf32  the 512 px run again at each framework's default precision (TF32);
+#   synthesis_winograd  the 512 px run again with gen_jax's convolutions by Winograd
+#                   (`--conv-algorithm winograd`: batched float32 matmuls instead of cuDNN);
 #   step            the DCGAN train step, 64x64, batch 64.
 #
-#   bash scripts/gpu_bench.sh OUT_DIR [BENCHMARK...]   (default: all three)
+#   bash scripts/gpu_bench.sh OUT_DIR [BENCHMARK...]   (default: all four)
 #
 # Runs with the machine's own python3 (its CUDA builds of jax and torch): nothing is
 # installed, gen_jax comes from this checkout through PYTHONPATH. Each benchmark has a time
@@ -20,11 +22,12 @@ if [ ! -d "$out" ]; then
   exit 2
 fi
 shift
-wanted=" ${*:-synthesis synthesis_tf32 step} "
+all="synthesis synthesis_tf32 synthesis_winograd step"
+wanted=" ${*:-$all} "
 for name in $wanted; do
-  case $name in
-    synthesis|synthesis_tf32|step) ;;
-    *) echo "gpu_bench: unknown benchmark $name (expected synthesis, synthesis_tf32, step)" >&2
+  case " $all " in
+    *" $name "*) ;;
+    *) echo "gpu_bench: unknown benchmark $name (expected one of: $all)" >&2
        exit 2 ;;
   esac
 done
@@ -65,6 +68,11 @@ if [[ $wanted == *" synthesis_tf32 "* ]]; then
   run "${SYNTHESIS_TF32_LIMIT_S:-200}" synthesis_tf32 -m benchmarks.synthesis_speed \
     --sizes 512 --iterations 500 --repeats 1 --precision default \
     --out "$out/synthesis_gpu_tf32.md"
+fi
+if [[ $wanted == *" synthesis_winograd "* ]]; then
+  run "${SYNTHESIS_WINOGRAD_LIMIT_S:-200}" synthesis_winograd -m benchmarks.synthesis_speed \
+    --sizes 512 --iterations 500 --repeats 1 --conv-algorithm winograd \
+    --out "$out/synthesis_gpu_winograd.md"
 fi
 if [[ $wanted == *" step "* ]]; then
   run "${STEP_LIMIT_S:-150}" step -m benchmarks.step_speed --image_size 64 --batch_size 64 \
