@@ -41,7 +41,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from gen_jax.losses.perceptual import total_variation
-from gen_jax.synthesis.optimize import as_unit_image, optimize_image, precision_scope
+from gen_jax.synthesis.optimize import as_unit_image, optimize_with_terms, precision_scope
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -286,23 +286,21 @@ def invert_features(
         tv_weight=float(tv_weight),
         beta=float(beta),
     )
-    with precision_scope(precision):
-        start = _host_terms(loss, x0, params, target, mean)
-        result = optimize_image(
-            loss,
-            x0,
-            params,
-            target,
-            mean,
-            optimizer=optimizer,
-            steps=steps,
-            learning_rate=learning_rate,
-            parametrization=parametrization,
-            chunk_steps=chunk_steps,
-            callback=callback,
-            precision=precision,
-        )
-        end = _host_terms(loss, result.image, params, target, mean)
+    start, result, end = optimize_with_terms(
+        loss,
+        x0,
+        params,
+        target,
+        mean,
+        terms=functools.partial(_host_terms, loss),
+        optimizer=optimizer,
+        steps=steps,
+        learning_rate=learning_rate,
+        parametrization=parametrization,
+        chunk_steps=chunk_steps,
+        callback=callback,
+        precision=precision,
+    )
     return InversionResult(result.image, result.losses, result.evaluations, start, end)
 
 

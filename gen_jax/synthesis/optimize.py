@@ -52,6 +52,7 @@ __all__ = [
     "OptimizeResult",
     "as_unit_image",
     "optimize_image",
+    "optimize_with_terms",
     "precision_scope",
 ]
 
@@ -332,3 +333,24 @@ def optimize_image(
         image = _finish(u, solver=solver, clip=clip)
         losses = jnp.concatenate([*values, last[None]])
     return OptimizeResult(image=image, losses=losses, evaluations=jnp.concatenate(evals))
+
+
+def optimize_with_terms(
+    loss_fn: Callable[..., ArrayLike],
+    init: ArrayLike,
+    *args: Any,
+    terms: Callable[..., dict[str, float]],
+    precision: str | None = "highest",
+    **options: Any,
+) -> tuple[dict[str, float], OptimizeResult, dict[str, float]]:
+    """`optimize_image` with ``terms(image, *args)`` (a loss's parts, as floats) evaluated
+    at the start image and at the result, everything compiled at ``precision``.
+
+    Returns:
+      (terms at ``init``, the `OptimizeResult`, terms at its image).
+    """
+    with precision_scope(precision):
+        start = terms(init, *args)
+        result = optimize_image(loss_fn, init, *args, precision=precision, **options)
+        end = terms(result.image, *args)
+    return start, result, end

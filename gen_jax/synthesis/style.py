@@ -35,7 +35,7 @@ from gen_jax.losses.perceptual import (
 )
 from gen_jax.models.vgg import VGG, WINOGRAD_COLLECTION, prepare_variables
 from gen_jax.synthesis import color
-from gen_jax.synthesis.optimize import as_unit_image, optimize_image, precision_scope
+from gen_jax.synthesis.optimize import as_unit_image, optimize_with_terms, precision_scope
 
 __all__ = [
     "GATYS_CONTENT_LAYERS",
@@ -259,20 +259,18 @@ def _noise(key: jax.Array | None, shape: tuple[int, ...], what: str) -> jax.Arra
 def _optimize(
     loss: PerceptualLoss, init, params, content, grams, *, optimizer, steps, precision, **opt_kwargs
 ) -> SynthesisResult:
-    with precision_scope(precision):
-        start = _terms_on_host(loss, init, params, content, grams)
-        result = optimize_image(
-            loss,
-            init,
-            params,
-            content,
-            grams,
-            optimizer=optimizer,
-            steps=steps,
-            precision=precision,
-            **opt_kwargs,
-        )
-        end = _terms_on_host(loss, result.image, params, content, grams)
+    start, result, end = optimize_with_terms(
+        loss,
+        init,
+        params,
+        content,
+        grams,
+        terms=functools.partial(_terms_on_host, loss),
+        optimizer=optimizer,
+        steps=steps,
+        precision=precision,
+        **opt_kwargs,
+    )
     return SynthesisResult(result.image, result.losses, result.evaluations, start, end)
 
 
