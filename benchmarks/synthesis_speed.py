@@ -466,17 +466,28 @@ class TorchStyleLoss:
 
 @contextlib.contextmanager
 def torch_float32(torch, enabled: bool = True) -> Iterator[None]:
-    """TF32 off in PyTorch's CUDA matmuls and cuDNN convolutions while the block runs."""
+    """TF32 off in PyTorch's CUDA matmuls and cuDNN convolutions while the block runs.
+
+    Through the ``fp32_precision`` settings where PyTorch has them (2.9 on; it deprecates
+    ``allow_tf32`` and refuses a mix of the two), else through ``allow_tf32``.
+    """
     if not enabled:
         yield
         return
-    cuda = torch.backends.cuda.matmul, torch.backends.cudnn
-    saved = cuda[0].allow_tf32, cuda[1].allow_tf32
-    cuda[0].allow_tf32 = cuda[1].allow_tf32 = False
+    backends = torch.backends
+    if hasattr(getattr(backends.cudnn, "conv", None), "fp32_precision"):
+        knobs = [(backends.cudnn.conv, "fp32_precision", "ieee"),
+                 (backends.cuda.matmul, "fp32_precision", "ieee")]  # fmt: skip
+    else:
+        knobs = [(backends.cudnn, "allow_tf32", False), (backends.cuda.matmul, "allow_tf32", False)]
+    saved = [getattr(owner, name) for owner, name, _ in knobs]
     try:
+        for owner, name, value in knobs:
+            setattr(owner, name, value)
         yield
     finally:
-        cuda[0].allow_tf32, cuda[1].allow_tf32 = saved
+        for (owner, name, _), value in zip(knobs, saved):
+            setattr(owner, name, value)
 
 
 def torch_loss_and_grad(loss: TorchStyleLoss, image_hwc: np.ndarray) -> tuple[float, np.ndarray]:

@@ -149,3 +149,18 @@ def test_torch_gram_matches_gen_jax():
         torch.from_numpy(f.transpose(0, 3, 1, 2).copy())
     )
     np.testing.assert_allclose(theirs.numpy(), ours, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+def test_torch_float32_turns_tf32_off_for_the_block_only():
+    b = torch.backends
+
+    def settings():
+        return b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision
+
+    before = settings()
+    with synthesis_speed.torch_float32(torch):
+        assert settings() == ("ieee", "ieee")
+    assert settings() == before
+    with synthesis_speed.torch_float32(torch, enabled=False):
+        assert settings() == before
