@@ -285,7 +285,7 @@ def optimize_image(
         VGG19 style loss was 6 % (relative L2) off float32's on an H200, and L-BFGS's
         line search needed 2 to 5 evaluations per iteration instead of 1
         (``docs/bench/synthesis_gpu_h200_tf32.md``). On the CPU both settings are
-        float32 and compile to the same program.
+        float32 (same losses, same speed within noise).
 
     Returns:
       An `OptimizeResult` (image, losses ``[steps + 1]``, evaluations ``[steps]``).
