@@ -549,8 +549,9 @@ def format_markdown(result: dict[str, Any]) -> str:
         + "detached fake) and one G update (non-saturating) per step, Adam(2e-4, 0.5, 0.999)",
         f"model FLOPs per step: {flops / 1e9:.2f} GFLOP (XLA cost analysis of the single "
         + f"step compiled for the {result.get('flops_platform', 'cpu')} backend (XLA:GPU's "
-        + "analysis leaves out cuDNN's convolutions), 2 per multiply-add, counting only kernel taps inside the image, not on "
-        + "the zero padding; the same count for every row)",
+        + "analysis leaves out cuDNN's convolutions), 2 per multiply-add, counting only "
+        + "kernel taps inside the image, not on the zero padding; the same count for every "
+        + "row)",
         f"timing: median of {cfg['repeats']} repeats of ~{cfg['steps']} steps, repeats "
         + f"interleaved across rows, after {cfg['warmup']} untimed warmup step(s); "
         + "ratio = images/s over PyTorch eager's",

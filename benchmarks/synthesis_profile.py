@@ -178,7 +178,7 @@ def profile(size: int, iterations: int, log=print) -> dict:
     content, style, _ = speed.load_images(size, cfg.seed)
     module, params, network = speed.build_network(cfg, np.stack([content, style]))
     loss, _ = speed._make_losses(cfg, module, params, None, cfg.torch_channels_last)
-    targets, grams = speed._targets(module, params, loss, None, content, style, "highest")
+    targets, grams = speed._targets(module, params, loss, None, content, style, cfg.precision)
     # The benchmark's own runner: the same `optimize_image` call and evaluation count.
     runner = speed._JaxRunner(cfg, loss, jnp.asarray(content), params, targets, grams, iterations)
     log(f"[profile] {size} px, {iterations} iterations: compiling")

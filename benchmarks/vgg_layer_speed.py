@@ -150,7 +150,6 @@ ORDERS = {"data first": False, "kernel first": True}
 def _product_orders(convs: list[dict], repeats: int) -> list[dict]:
     """Each Winograd layer in both product orders: the products alone, then the layer."""
     key = jax.random.PRNGKey(1)
-    dims = (((2,), (2,)), ((0,), (0,)))
     rows = []
     for r in convs:
         if r["auto"] == "direct":
@@ -161,12 +160,8 @@ def _product_orders(convs: list[dict], repeats: int) -> list[dict]:
         v = jax.random.normal(key, (positions, tiles, r["c_in"]))
         u = jax.random.normal(key, (positions, r["c_out"], r["c_in"]))
         products = {
-            "data first": _seconds_per_product(
-                lambda v, u: lax.dot_general(v, u, dims), v, u, repeats
-            ),
-            "kernel first": _seconds_per_product(
-                lambda v, u: lax.dot_general(u, v, dims), v, u, repeats
-            ),
+            order: _seconds_per_product(_batched_product(first), v, u, repeats)
+            for order, first in ORDERS.items()
         }
         x = jax.random.uniform(key, (1, r["side"], r["side"], r["c_in"]))
         w = jax.random.normal(key, (3, 3, r["c_in"], r["c_out"])) * (2.0 / (9 * r["c_in"])) ** 0.5
@@ -188,6 +183,14 @@ def _product_orders(convs: list[dict], repeats: int) -> list[dict]:
             }
         )
     return rows
+
+
+def _batched_product(kernel_first: bool) -> Callable:
+    """``(v, u) -> `` the batched products of `gen_jax.nn.winograd`, in one order."""
+    dims = (((2,), (2,)), ((0,), (0,)))
+    if kernel_first:
+        return lambda v, u: lax.dot_general(u, v, dims)
+    return lambda v, u: lax.dot_general(v, u, dims)
 
 
 def _seconds_per_layer(x: jax.Array, w: jax.Array, tile: int, kernel_first: bool, repeats: int):
