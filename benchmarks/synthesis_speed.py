@@ -75,6 +75,13 @@ OPTIMIZERS = ("lbfgs", "adam")
 # "highest": float32 matmuls and convolutions on both sides (optimize_image's default;
 # PyTorch with TF32 off). "default": each framework's own default, TF32 on GPUs.
 PRECISIONS = ("highest", "default")
+
+
+def jax_precision(precision: str) -> str | None:
+    """`optimize_image`'s ``precision`` for one of `PRECISIONS`."""
+    return "highest" if precision == "highest" else None
+
+
 MIN_SIZE = 16  # relu5_1 comes after four 2x2 pools.
 LBFGS_HISTORY = 10
 # torch.optim.LBFGS's strong-Wolfe search allows 25 evaluations per iteration (fixed in
@@ -272,7 +279,7 @@ class _JaxRunner:
             optimizer=self.cfg.optimizer,
             steps=self.steps,
             clip=False,
-            precision="highest" if self.cfg.precision == "highest" else None,
+            precision=jax_precision(self.cfg.precision),
             **self.kwargs,
         )
         return jax.block_until_ready(result)
@@ -656,7 +663,7 @@ def _targets(module, params, jax_loss, torch_loss, content, style, precision: st
     """Targets on both sides, each computed by its own implementation of the network, at
     `precision` (one of `PRECISIONS`)."""
     highest = precision == "highest"
-    prec = "highest" if highest else None
+    prec = jax_precision(precision)
     targets = content_targets(module, params, content, jax_loss.content_layers, precision=prec)
     grams = style_grams(module, params, style, jax_loss.style_layers, precision=prec)
     if torch_loss is not None:
