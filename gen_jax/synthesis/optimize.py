@@ -281,10 +281,9 @@ def optimize_image(
         (`jax.default_matmul_precision`; operations that name their own keep it).
         ``"highest"`` (default) is float32 on every platform. ``None`` keeps what is in
         force: a caller's own `jax.default_matmul_precision`, else the platform's
-        default, which on GPUs is TF32 (10-bit mantissas). At TF32 the gradient of a
-        VGG19 style loss was 6 % (relative L2) off float32's on an H200, and L-BFGS's
-        line search needed 2 to 5 evaluations per iteration instead of 1
-        (``docs/bench/synthesis_gpu_h200_tf32.md``). On the CPU both settings are
+        default, which on GPUs is TF32 (10-bit mantissas). At TF32 on an H200, L-BFGS's
+        line search on a VGG19 style loss needed 2 to 5 evaluations per iteration instead
+        of 1 (``docs/bench/synthesis_gpu_h200_tf32.md``). On the CPU both settings are
         float32 (same losses, same speed within noise).
 
     Returns:
