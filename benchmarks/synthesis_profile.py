@@ -56,6 +56,10 @@ import numpy as np
 from benchmarks import synthesis_speed as speed
 from benchmarks.report import check_out_paths, write_text
 
+# The optimised HLO is dumped only when XLA compiles: a program found in JAX's persistent
+# compilation cache (JAX_COMPILATION_CACHE_DIR, as the test script sets) would leave none.
+jax.config.update("jax_enable_compilation_cache", False)
+
 KINDS = (
     "Winograd products",
     "Winograd kernel/output transforms",
