@@ -59,6 +59,7 @@ from benchmarks.machine import describe_devices
 from benchmarks.report import check_out_paths, write_text
 from gen_jax.models.feature_nets import get_feature_net
 from gen_jax.models.vgg import vgg_layer_names
+from gen_jax.nn import conv_tune
 from gen_jax.nn.conv import ALGORITHMS as CONV_ALGORITHMS
 from gen_jax.synthesis.optimize import optimize_image
 from gen_jax.synthesis.style import (
@@ -846,8 +847,54 @@ def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]
         "network": network,
         "check": check,
         "rows": rows,
+        "conv_choices": conv_choices() if cfg.conv_algorithm == "tune" else [],
         "notes": notes,
     }
+
+
+def conv_choices() -> list[dict[str, Any]]:
+    """`conv_tune.tuning_records` of this process as JSON-able rows: each convolution shape
+    measured for ``conv_algorithm="tune"``, the choice, and every candidate's seconds."""
+    return [
+        {
+            "input": list(r["lhs_shape"]),
+            "kernel": list(r["rhs_shape"]),
+            "precision": list(r["precision"]),
+            "choice": r["choice"].name,
+            "seconds": r["seconds"],
+            "measure_s": r["measure_s"],
+        }
+        for r in conv_tune.tuning_records()
+    ]
+
+
+def format_conv_choices(choices: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: one row per tuned convolution shape, its candidates in ms."""
+    if not choices:
+        return []
+    names = list(dict.fromkeys(name for c in choices for name in c["seconds"]))
+    total = sum(c["measure_s"] for c in choices)
+    lines = [
+        "",
+        (
+            "Convolutions chosen by `conv_algorithm='tune'` (`gen_jax.nn.conv_tune`): ms per "
+            "forward pass and input gradient of conv + bias + ReLU, measured before the runs "
+            f"(the targets' and the check's shapes included; {total:.1f} s of measuring, "
+            "untimed):"
+        ),
+        "",
+        "| input NHWC | C -> K | chosen | " + " | ".join(names) + " |",
+        "|---|---|---|" + "---:|" * len(names),
+    ]
+    for c in choices:
+        ms = [f"{c['seconds'][n] * 1e3:.2f}" if n in c["seconds"] else "" for n in names]
+        shape = "x".join(str(n) for n in c["input"])
+        lines.append(
+            f"| {shape} | {c['kernel'][2]} -> {c['kernel'][3]} | {c['choice']} | "
+            + " | ".join(ms)
+            + " |"
+        )
+    return lines
 
 
 # ---------------------------------------------------------------------------------------
@@ -919,6 +966,7 @@ def format_markdown(result: dict[str, Any]) -> str:
                     f"{_relative(j, t):.1e} |"
                 )
 
+    lines += format_conv_choices(result.get("conv_choices", []))
     jd, cpu = dev["jax"], dev["cpu"]
     facts = [
         (

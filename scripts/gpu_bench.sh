@@ -6,9 +6,13 @@
 #   synthesis_tf32  the 512 px run again at each framework's default precision (TF32);
 #   synthesis_winograd  the 512 px run again with gen_jax's convolutions by Winograd
 #                   (`--conv-algorithm winograd`: batched float32 matmuls instead of cuDNN);
+#   synthesis_tune  the 512 px run again with each convolution shape's algorithm measured on
+#                   the GPU (`--conv-algorithm tune`, gen_jax.nn.conv_tune: cuDNN or
+#                   Winograd, per layer); its table lists every candidate's time;
 #   step            the DCGAN train step, 64x64, batch 64.
 #
-#   bash scripts/gpu_bench.sh OUT_DIR [BENCHMARK...]   (default: all four)
+#   bash scripts/gpu_bench.sh OUT_DIR [BENCHMARK...]
+#   (default: all but synthesis_tf32, whose H200 result is in docs/bench already)
 #
 # Runs with the machine's own python3 (its CUDA builds of jax and torch): nothing is
 # installed, gen_jax comes from this checkout through PYTHONPATH. Each benchmark has a time
@@ -22,8 +26,8 @@ if [ ! -d "$out" ]; then
   exit 2
 fi
 shift
-all="synthesis synthesis_tf32 synthesis_winograd step"
-wanted=" ${*:-$all} "
+all="synthesis synthesis_tf32 synthesis_winograd synthesis_tune step"
+wanted=" ${*:-synthesis synthesis_winograd synthesis_tune step} "
 for name in $wanted; do
   case " $all " in
     *" $name "*) ;;
@@ -73,6 +77,11 @@ if [[ $wanted == *" synthesis_winograd "* ]]; then
   run "${SYNTHESIS_WINOGRAD_LIMIT_S:-200}" synthesis_winograd -m benchmarks.synthesis_speed \
     --sizes 512 --iterations 500 --repeats 1 --conv-algorithm winograd \
     --out "$out/synthesis_gpu_winograd.md"
+fi
+if [[ $wanted == *" synthesis_tune "* ]]; then
+  run "${SYNTHESIS_TUNE_LIMIT_S:-240}" synthesis_tune -m benchmarks.synthesis_speed \
+    --sizes 512 --iterations 500 --repeats 1 --conv-algorithm tune \
+    --out "$out/synthesis_gpu_tune.md"
 fi
 if [[ $wanted == *" step "* ]]; then
   run "${STEP_LIMIT_S:-150}" step -m benchmarks.step_speed --image_size 64 --batch_size 64 \

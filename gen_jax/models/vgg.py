@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.linen.dtypes import promote_dtype
 
-from gen_jax.nn.conv import ALGORITHMS, conv_general_dilated, winograd_tile
+from gen_jax.nn.conv import ALGORITHMS, conv_general_dilated, winograd_plan
 from gen_jax.nn.winograd import winograd_conv3x3, winograd_kernels
 
 __all__ = [
@@ -195,8 +195,11 @@ class VGG(nn.Module):
         with at least 64 input and output channels on maps of at least 16 px, on the
         CPU backend in float32; VGG19's convolutions about 2x faster there, measured
         by `benchmarks.vgg_layer_speed`), "direct" or "winograd"; see
-        `gen_jax.nn.conv.winograd_tile`. Values agree to float rounding
-        (about 1e-6 relative; the style-transfer gradient to about 2e-5).
+        `gen_jax.nn.conv.winograd_plan`. Values agree to float rounding
+        (about 1e-6 relative; the style-transfer gradient to about 2e-5). "tune" measures
+        each convolution shape's candidates on the machine at hand the first time it
+        is traced and keeps the fastest (`gen_jax.nn.conv_tune`; seconds per shape on a
+        CPU), for machines the fixed rule was not measured on, GPUs included.
     """
 
     depth: int = 19
@@ -285,13 +288,20 @@ class _Conv3x3(nn.Module):
         kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, self.param_dtype)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), self.param_dtype)
         x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
-        tile = winograd_tile(x.shape, shape, (1, 1), _SAME, x.dtype, self.algorithm)
+        plan = winograd_plan(x.shape, shape, (1, 1), _SAME, x.dtype, self.algorithm)
         preparing = self.is_mutable_collection(WINOGRAD_COLLECTION) and not self.is_initializing()
-        if tile is not None and preparing:
-            self.put_variable(WINOGRAD_COLLECTION, "kernels", winograd_kernels(kernel, tile))
-        if tile is not None and self.has_variable(WINOGRAD_COLLECTION, "kernels"):
+        if plan.tile is not None and preparing:
+            self.put_variable(WINOGRAD_COLLECTION, "kernels", winograd_kernels(kernel, plan.tile))
+        if plan.tile is not None and self.has_variable(WINOGRAD_COLLECTION, "kernels"):
             kernels = self.get_variable(WINOGRAD_COLLECTION, "kernels")
-            y = winograd_conv3x3(x, kernel, _SAME, tile=tile, kernels=tuple(kernels))
+            y = winograd_conv3x3(
+                x,
+                kernel,
+                _SAME,
+                tile=plan.tile,
+                kernels=tuple(kernels),
+                kernel_first=plan.kernel_first,
+            )
         else:
             y = conv_general_dilated(
                 x, kernel, (1, 1), _SAME, dimension_numbers=_NHWC, algorithm=self.algorithm
@@ -308,7 +318,9 @@ def prepare_variables(module: VGG, params: Params, images: jax.Array, outputs=No
     style-transfer evaluation on the CPU). Call this once, outside the loop (in the same
     jitted function: the forward pass it traces is dropped, only the kernel transforms
     stay), and apply the module with its result; images of another size need their own.
-    Layers that use no Winograd (`gen_jax.nn.conv.winograd_tile`) add nothing.
+    Under ``conv_algorithm="tune"`` the choice is measured per `jax.default_matmul_precision`
+    too: prepare and apply in the same precision context.
+    Layers that use no Winograd (`gen_jax.nn.conv.winograd_plan`) add nothing.
 
     Args:
       module: the `VGG`.

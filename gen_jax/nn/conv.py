@@ -27,7 +27,9 @@ configuration (dilations, feature groups, other layouts) falls back to
 
 ``algorithm="winograd"`` computes stride-1 3x3 convolutions on the fast path by
 Winograd's F(m x m, 3 x 3) instead (`gen_jax.nn.winograd`: 2.25x to 4x fewer
-multiplications); ``algorithm="auto"`` does so only where it pays, see `winograd_tile`.
+multiplications); ``algorithm="auto"`` does so only where it pays by a fixed rule, see
+`winograd_tile`, and ``algorithm="tune"`` where it measures fastest on the machine at hand
+(`gen_jax.nn.conv_tune`).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gen_jax.nn import winograd
+from gen_jax.nn import conv_tune, winograd
 
 __all__ = [
     "ALGORITHMS",
@@ -48,10 +50,11 @@ __all__ = [
     "explicit_padding",
     "fast_path_applies",
     "kernel_gradient",
+    "winograd_plan",
     "winograd_tile",
 ]
 
-ALGORITHMS = ("direct", "winograd", "auto")
+ALGORITHMS = ("direct", "winograd", "auto", "tune")
 # "auto" leaves layers thinner than this (input or output) to the direct convolution: the
 # transforms cost O(C + K) per pixel against the products' O(C K), and VGG19's 3-channel
 # conv1_1 would be 2-3x slower (`python -m benchmarks.vgg_layer_speed`). Its 64-channel
@@ -143,6 +146,59 @@ def fast_path_applies(lhs_shape, rhs_shape, window_strides, padding, **kwargs) -
     return _fast_plan(lhs_shape, rhs_shape, window_strides, padding, **kwargs) is not None
 
 
+def winograd_plan(
+    lhs_shape: Sequence[int],
+    rhs_shape: Sequence[int],
+    strides: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    dtype: Any,
+    algorithm: str = "auto",
+    backend: str | None = None,
+    precision: Any = None,
+) -> conv_tune.Choice:
+    """How `conv_general_dilated` computes a fast-path convolution: a `conv_tune.Choice`
+    (``tile`` None for the direct convolution; else Winograd's tile and the order of its
+    batched products, None leaving that to `gen_jax.nn.winograd`'s rule).
+
+    Winograd needs a 3x3 kernel, stride 1 and padding of at most 2. ``"winograd"`` takes
+    every such convolution; ``"auto"`` only those that run faster that way by a fixed rule:
+    on the CPU backend (``backend``, default `jax.default_backend()`), in float32 or
+    float64 (its transforms lose too much in 16-bit floats), with at least 64 input and
+    output channels and an output of at least 16 pixels on a side; the tile is 4
+    (F(4x4, 3x3)) unless the output is under 24 pixels on a side, then 2. ``"tune"``
+    measures every candidate on ``backend`` the first time it meets a shape and takes the
+    fastest (`gen_jax.nn.conv_tune.tuned_choice`, which ``precision`` is passed to).
+
+    Args:
+      lhs_shape, rhs_shape: NHWC input and HWIO kernel shapes.
+      strides, pads: as planned by the fast path: (sh, sw) and ((top, bottom), (left, right)).
+      dtype: the input's dtype.
+      algorithm: one of `ALGORITHMS`.
+      backend: the platform to decide for.
+      precision: the convolution's precision (``"tune"`` measures at it).
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}; got {algorithm!r}.")
+    direct = conv_tune.Choice(None, None)
+    if algorithm == "direct":
+        return direct
+    if tuple(rhs_shape[:2]) != (3, 3) or tuple(strides) != (1, 1):
+        return direct
+    if not all(0 <= p <= 2 for pair in pads for p in pair):
+        return direct
+    if algorithm == "tune":
+        return conv_tune.tuned_choice(lhs_shape, rhs_shape, pads, dtype, precision, backend)
+    out_side = min(n + lo + hi - 2 for n, (lo, hi) in zip(lhs_shape[1:3], pads))
+    if algorithm == "auto":
+        if (backend or jax.default_backend()) != "cpu":
+            return direct
+        if jnp.dtype(dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+            return direct
+        if min(rhs_shape[2], rhs_shape[3]) < _AUTO_MIN_CHANNELS or out_side < _AUTO_MIN_SIDE:
+            return direct
+    return conv_tune.Choice(4 if out_side >= _TILE4_MIN_SIDE else 2, None)
+
+
 def winograd_tile(
     lhs_shape: Sequence[int],
     rhs_shape: Sequence[int],
@@ -151,43 +207,13 @@ def winograd_tile(
     dtype: Any,
     algorithm: str = "auto",
     backend: str | None = None,
+    precision: Any = None,
 ) -> int | None:
-    """The Winograd tile `conv_general_dilated` uses for a fast-path convolution, or None.
-
-    Winograd needs a 3x3 kernel, stride 1 and padding of at most 2. ``"winograd"`` takes
-    every such convolution; ``"auto"`` only those that run faster that way: on the CPU
-    backend (``backend``, default `jax.default_backend()`), in float32 or float64 (its
-    transforms lose too much in 16-bit floats), with at least 64 input and output channels
-    and an output of at least 16 pixels on a side.
-    The tile is 4 (F(4x4, 3x3)) unless the output is under 24 pixels on a side, then 2.
-
-    Args:
-      lhs_shape, rhs_shape: NHWC input and HWIO kernel shapes.
-      strides, pads: as planned by the fast path: (sh, sw) and ((top, bottom), (left, right)).
-      dtype: the input's dtype.
-      algorithm: one of `ALGORITHMS`.
-      backend: the platform to decide for.
-
-    Returns:
-      2, 4 or None (the direct convolution).
-    """
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {ALGORITHMS}; got {algorithm!r}.")
-    if algorithm == "direct":
-        return None
-    if tuple(rhs_shape[:2]) != (3, 3) or tuple(strides) != (1, 1):
-        return None
-    if not all(0 <= p <= 2 for pair in pads for p in pair):
-        return None
-    out_side = min(n + lo + hi - 2 for n, (lo, hi) in zip(lhs_shape[1:3], pads))
-    if algorithm == "auto":
-        if (backend or jax.default_backend()) != "cpu":
-            return None
-        if jnp.dtype(dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
-            return None
-        if min(rhs_shape[2], rhs_shape[3]) < _AUTO_MIN_CHANNELS or out_side < _AUTO_MIN_SIDE:
-            return None
-    return 4 if out_side >= _TILE4_MIN_SIDE else 2
+    """The Winograd tile `conv_general_dilated` uses for a fast-path convolution (2 or 4),
+    or None for the direct convolution: `winograd_plan`'s ``tile``, same arguments."""
+    return winograd_plan(
+        lhs_shape, rhs_shape, strides, pads, dtype, algorithm, backend, precision
+    ).tile
 
 
 def _space_to_depth(x, w, strides, pads):
@@ -312,8 +338,9 @@ def conv_general_dilated(
     convolution first becomes a stride-1 one by space-to-depth); otherwise this is
     `lax.conv_general_dilated` itself.
 
-    ``algorithm`` ("direct", "winograd" or "auto", keyword only) picks how a fast-path
-    stride-1 3x3 convolution is computed; `winograd_tile` says when Winograd is used.
+    ``algorithm`` ("direct", "winograd", "auto" or "tune", keyword only) picks how a
+    fast-path stride-1 3x3 convolution is computed; `winograd_plan` says when and how
+    Winograd is used.
     Bind it with `functools.partial` to hand this to `flax.linen.Conv`.
     """
     if algorithm not in ALGORITHMS:
@@ -346,7 +373,11 @@ def conv_general_dilated(
         lhs, rhs = _space_to_depth(lhs, rhs, strides, pads)
         pads = ((0, 0), (0, 0))
     elif preferred_element_type is None:
-        tile = winograd_tile(lhs.shape, rhs.shape, strides, pads, lhs.dtype, algorithm)
-        if tile is not None:
-            return winograd.winograd_conv3x3(lhs, rhs, pads, tile=tile, precision=precision)
+        plan = winograd_plan(
+            lhs.shape, rhs.shape, strides, pads, lhs.dtype, algorithm, precision=precision
+        )
+        if plan.tile is not None:
+            return winograd.winograd_conv3x3(
+                lhs, rhs, pads, tile=plan.tile, precision=precision, kernel_first=plan.kernel_first
+            )
     return _conv(lhs, rhs, pads, precision, preferred_element_type)

@@ -103,6 +103,32 @@ def test_rows_that_stopped_early_are_flagged():
     assert len(notes) == 1 and "PyTorch eager at 64 px ran 1 of 5 iterations" in notes[0]
 
 
+def test_tuned_convolutions_are_reported(monkeypatch):
+    from gen_jax.nn import conv_tune
+
+    def fake(choice, x, w, b, pads, precision, limit):
+        return [{"direct": 2e-3, "winograd4, kernel first": 1e-3}.get(choice.name, 5e-3)]
+
+    monkeypatch.setattr(conv_tune, "_time_candidate", fake)
+    conv_tune.clear_tuning()
+    try:
+        conv_tune.tuned_choice((1, 16, 16, 64), (3, 3, 64, 128), ((1, 1), (1, 1)), "float32")
+        conv_tune.tuned_choice((1, 2, 2, 8), (3, 3, 8, 8), ((1, 1), (1, 1)), "float32")
+        choices = synthesis_speed.conv_choices()
+    finally:
+        conv_tune.clear_tuning()
+    assert [c["choice"] for c in choices] == ["winograd4, kernel first", "direct"]
+    assert json.loads(json.dumps(choices)) == choices
+    lines = synthesis_speed.format_conv_choices(choices)
+    header = next(line for line in lines if line.startswith("| input NHWC"))
+    assert "| direct | winograd2, data first |" in header
+    row = next(line for line in lines if line.startswith("| 1x16x16x64"))
+    assert "| 64 -> 128 | winograd4, kernel first | 2.00 | 5.00 |" in row
+    # The 2x2 map has no tile-4 candidates: its cells are left empty.
+    assert next(line for line in lines if line.startswith("| 1x2x2x8")).endswith("|  |  |")
+    assert synthesis_speed.format_conv_choices([]) == []
+
+
 def test_resolve_spreads_iterations_over_sizes():
     cfg = synthesis_speed.BenchConfig(sizes=(32, 64), iterations=(3,)).resolve()
     assert cfg.iterations == (3, 3)
