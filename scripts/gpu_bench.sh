@@ -12,7 +12,8 @@
 #   step            the DCGAN train step, 64x64, batch 64.
 #
 #   bash scripts/gpu_bench.sh OUT_DIR [BENCHMARK...]
-#   (default: all but synthesis_tf32, whose H200 result is in docs/bench already)
+#   (default: synthesis synthesis_winograd synthesis_tune; the H200 results of
+#   synthesis_tf32 and step are in docs/bench already)
 #
 # Runs with the machine's own python3 (its CUDA builds of jax and torch): nothing is
 # installed, gen_jax comes from this checkout through PYTHONPATH. Each benchmark has a time
@@ -27,7 +28,7 @@ if [ ! -d "$out" ]; then
 fi
 shift
 all="synthesis synthesis_tf32 synthesis_winograd synthesis_tune step"
-wanted=" ${*:-synthesis synthesis_winograd synthesis_tune step} "
+wanted=" ${*:-synthesis synthesis_winograd synthesis_tune} "
 for name in $wanted; do
   case " $all " in
     *" $name "*) ;;
