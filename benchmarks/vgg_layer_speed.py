@@ -35,7 +35,7 @@ from benchmarks.report import check_out_paths, write_text
 from gen_jax.losses.perceptual import gram_matrix
 from gen_jax.models.vgg import pool_2x2
 from gen_jax.nn import winograd
-from gen_jax.nn.conv import conv_general_dilated, winograd_tile
+from gen_jax.nn.conv import conv_general_dilated, winograd_plan
 from gen_jax.nn.winograd import winograd_conv3x3
 
 _SAME = ((1, 1), (1, 1))
@@ -108,7 +108,7 @@ def measure(size: int, repeats: int) -> dict:
             row[f"winograd{tile}"] = seconds_per_step(
                 lambda x, w=w, t=tile: winograd_conv3x3(x, w, _SAME, tile=t), x, repeats
             )
-        auto = winograd_tile(x.shape, w.shape, (1, 1), _SAME, x.dtype, "auto")
+        auto = winograd_plan(x.shape, w.shape, (1, 1), _SAME, x.dtype, "auto").tile
         row["auto"] = "direct" if auto is None else f"winograd{auto}"
         convs.append(row)
     pools = []

@@ -28,7 +28,7 @@ configuration (dilations, feature groups, other layouts) falls back to
 ``algorithm="winograd"`` computes stride-1 3x3 convolutions on the fast path by
 Winograd's F(m x m, 3 x 3) instead (`gen_jax.nn.winograd`: 2.25x to 4x fewer
 multiplications); ``algorithm="auto"`` does so only where it pays by a fixed rule, see
-`winograd_tile`, and ``algorithm="tune"`` where it measures fastest on the machine at hand
+`winograd_plan`, and ``algorithm="tune"`` where it measures fastest on the machine at hand
 (`gen_jax.nn.conv_tune`).
 """
 
@@ -51,7 +51,6 @@ __all__ = [
     "fast_path_applies",
     "kernel_gradient",
     "winograd_plan",
-    "winograd_tile",
 ]
 
 ALGORITHMS = ("direct", "winograd", "auto", "tune")
@@ -197,23 +196,6 @@ def winograd_plan(
         if min(rhs_shape[2], rhs_shape[3]) < _AUTO_MIN_CHANNELS or out_side < _AUTO_MIN_SIDE:
             return direct
     return conv_tune.Choice(4 if out_side >= _TILE4_MIN_SIDE else 2, None)
-
-
-def winograd_tile(
-    lhs_shape: Sequence[int],
-    rhs_shape: Sequence[int],
-    strides: Sequence[int],
-    pads: Sequence[tuple[int, int]],
-    dtype: Any,
-    algorithm: str = "auto",
-    backend: str | None = None,
-    precision: Any = None,
-) -> int | None:
-    """The Winograd tile `conv_general_dilated` uses for a fast-path convolution (2 or 4),
-    or None for the direct convolution: `winograd_plan`'s ``tile``, same arguments."""
-    return winograd_plan(
-        lhs_shape, rhs_shape, strides, pads, dtype, algorithm, backend, precision
-    ).tile
 
 
 def _space_to_depth(x, w, strides, pads):

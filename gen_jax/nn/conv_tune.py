@@ -1,6 +1,6 @@
 """Measured choice of algorithm for each convolution shape: ``algorithm="tune"``.
 
-`gen_jax.nn.conv.winograd_tile`'s ``"auto"`` is a fixed rule, measured on one machine (a
+`gen_jax.nn.conv.winograd_plan`'s ``"auto"`` is a fixed rule, measured on one machine (a
 2-core x86 VM, `python -m benchmarks.vgg_layer_speed`) and applied on the CPU backend
 only. Which algorithm is fastest for a shape depends on the machine: the core count, the
 matrix-product library, on a GPU cuDNN's convolutions against cuBLAS's batched products.

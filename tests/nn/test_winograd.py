@@ -8,7 +8,7 @@ import pytest
 from jax import lax
 
 from gen_jax.nn import winograd
-from gen_jax.nn.conv import conv_general_dilated, winograd_tile
+from gen_jax.nn.conv import conv_general_dilated, winograd_plan
 from gen_jax.nn.winograd import winograd_conv3x3, winograd_kernels
 
 DN = ("NHWC", "HWIO", "NHWC")
@@ -161,7 +161,7 @@ def test_bad_input_is_named(call, message):
 
 
 def _tile(side, c_in, c_out, algorithm="auto", backend="cpu", kernel=3, stride=1, dtype=None):
-    return winograd_tile(
+    return winograd_plan(
         (1, side, side, c_in),
         (kernel, kernel, c_in, c_out),
         (stride, stride),
@@ -169,7 +169,7 @@ def _tile(side, c_in, c_out, algorithm="auto", backend="cpu", kernel=3, stride=1
         dtype or jnp.float32,
         algorithm,
         backend,
-    )
+    ).tile
 
 
 def test_auto_choice():
