@@ -13,9 +13,10 @@ F(4x4, 3x3), each with its batched products in either order (`gen_jax.nn.winogra
 Each candidate is timed as VGG runs its layers inside an optimisation loop: the
 convolution, a bias and a ReLU, forward and input gradient, in a 2-step `lax.scan`, the
 Winograd kernel transforms passed in as arguments (computed once, as
-`gen_jax.models.vgg.prepare_variables` does). A candidate is timed once after
-compiling, and up to `_REPEATS` times; the best time counts, and a candidate more than
-twice as slow as the best so far after one timing is not timed again.
+`gen_jax.models.vgg.prepare_variables` does; `gen_jax.nn.conv.conv_general_dilated` on its
+own transforms them at every call). Each candidate runs once to compile and warm up, then
+is timed up to `_REPEATS` times; its best time counts, and one more than twice as slow as
+the best so far on its first timing is not timed again.
 
 The measurement runs while the caller's program is being traced (under
 `jax.ensure_compile_time_eval`), once per key: backend, device kind, shapes, padding,
