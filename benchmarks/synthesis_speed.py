@@ -1075,7 +1075,8 @@ def _parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace
         dest="conv_algorithm",
         choices=CONV_ALGORITHMS,
         default="auto",
-        help="gen_jax's VGG convolutions (default auto: Winograd on the CPU's wide layers)",
+        help="gen_jax's VGG convolutions (default auto: Winograd on the CPU's wide layers; "
+        "tune: each layer's algorithm measured on this machine, listed in the output)",
     )
     p.add_argument(
         "--repeats", type=int, default=None, help="timed repeats (default: 3 on CPU, 5 otherwise)"
