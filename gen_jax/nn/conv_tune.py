@@ -68,6 +68,8 @@ class Choice(NamedTuple):
 
 
 _DIRECT = Choice(None, None)
+# One compiled kernel transform per shape and tile, shared by both product orders.
+_winograd_kernels = jax.jit(winograd.winograd_kernels, static_argnums=1)
 _lock = threading.RLock()
 _records: dict[tuple, dict[str, Any]] = {}
 
@@ -207,7 +209,7 @@ def _time_candidate(choice: Choice, x, w, b, pads, precision, limit) -> list[flo
             )
 
     else:
-        kernels = jax.jit(winograd.winograd_kernels, static_argnums=1)(w, choice.tile)
+        kernels = _winograd_kernels(w, choice.tile)
 
         def conv(x, w, kernels):
             return winograd.winograd_conv3x3(
