@@ -16,7 +16,9 @@ Winograd kernel transforms passed in as arguments (computed once, as
 `gen_jax.models.vgg.prepare_variables` does; `gen_jax.nn.conv.conv_general_dilated` on its
 own transforms them at every call). Each candidate runs once to compile and warm up, then
 is timed up to `_REPEATS` times; its best time counts, and one more than twice as slow as
-the best so far on its first timing is not timed again.
+the best so far on its first timing is not timed again. A Winograd candidate that fails to
+compile or run (say, out of memory on a small accelerator) is recorded with its error and
+left out; the direct convolution's failure is the caller's error, raised.
 
 The measurement runs while the caller's program is being traced (under
 `jax.ensure_compile_time_eval`), once per key: backend, device kind, shapes, padding,
@@ -49,6 +51,8 @@ _REPEATS = 3
 _STEPS = 2
 # After its first timing, a candidate this many times slower than the best is dropped.
 _PRUNE = 2.0
+# How much of a failed candidate's error message is kept in its record.
+_ERROR_CHARS = 300
 
 
 class Choice(NamedTuple):
@@ -156,8 +160,9 @@ def tuned_choice(
 def tuning_records() -> list[dict[str, Any]]:
     """Every measurement of this process, oldest first: the shapes and key fields, the
     ``choice`` made, ``seconds`` per scan step of each candidate (by `Choice.name`; the
-    best of its timings, a single one for a candidate dropped early), and ``measure_s``,
-    what the measurement took, compiles included."""
+    best of its timings, a single one for a candidate dropped early), ``failed``, the error
+    of each candidate that could not run (by name), and ``measure_s``, what the
+    measurement took, compiles included."""
     with _lock:
         return [dict(r) for r in _records.values()]
 
@@ -176,16 +181,23 @@ def _measure(lhs_shape, rhs_shape, pads, dtype, precision, device) -> dict[str, 
     w = (rng.standard_normal(rhs_shape) * np.sqrt(2.0 / (9 * c))).astype(dtype)
     b = (rng.standard_normal((k,)) * 0.1).astype(dtype)
     seconds: dict[str, float] = {}
+    failed: dict[str, str] = {}
     best: tuple[float, Choice] | None = None
     with jax.ensure_compile_time_eval():
         x, w, b = jax.device_put((x, w, b), device)
         for choice in candidates(out_side):
             limit = None if best is None else _PRUNE * best[0]
-            t = min(_time_candidate(choice, x, w, b, pads, precision, limit))
+            try:
+                t = min(_time_candidate(choice, x, w, b, pads, precision, limit))
+            except Exception as e:  # Any backend failure rules a Winograd candidate out.
+                if choice.tile is None:
+                    raise
+                failed[choice.name] = f"{type(e).__name__}: {e}"[:_ERROR_CHARS]
+                continue
             seconds[choice.name] = t
             if best is None or t < best[0]:
                 best = (t, choice)
-    return {"choice": best[1], "seconds": seconds}
+    return {"choice": best[1], "seconds": seconds, "failed": failed}
 
 
 def _time_candidate(choice: Choice, x, w, b, pads, precision, limit) -> list[float]:

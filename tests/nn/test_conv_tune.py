@@ -30,7 +30,10 @@ def fake_timer(monkeypatch):
 
     def fake(choice, x, w, b, pads, precision, limit):
         timed.append((choice, x.shape, w.shape))
-        return [speeds.get(choice.name, 1.0)]
+        seconds = speeds.get(choice.name, 1.0)
+        if isinstance(seconds, Exception):
+            raise seconds
+        return [seconds]
 
     monkeypatch.setattr(conv_tune, "_time_candidate", fake)
     return timed, speeds
@@ -72,6 +75,30 @@ def test_the_fastest_candidate_is_kept_and_measured_once(fake_timer):
         winograd_plan((1, 16, 16, 8), (3, 3, 8, 8), (1, 1), SAME, jnp.float32, "tune")
     assert len(timed) == 15 and len(conv_tune.tuning_records()) == 3
     conv_tune.clear_tuning()
+    assert conv_tune.tuning_records() == []
+
+
+def test_a_candidate_that_fails_is_recorded_and_left_out(fake_timer):
+    timed, speeds = fake_timer
+    speeds.update(
+        {
+            "direct": 2.0,
+            "winograd4, data first": RuntimeError("RESOURCE_EXHAUSTED: Out of memory " + "x" * 999),
+            "winograd4, kernel first": 0.5,
+        }
+    )
+    plan = conv_tune.tuned_choice((1, 16, 16, 8), (3, 3, 8, 8), SAME, jnp.float32)
+    assert plan == Choice(4, True) and len(timed) == 5
+    (record,) = conv_tune.tuning_records()
+    assert "winograd4, data first" not in record["seconds"] and len(record["seconds"]) == 4
+    error = record["failed"]["winograd4, data first"]
+    assert error.startswith("RuntimeError: RESOURCE_EXHAUSTED: Out of memory")
+    assert len(error) == conv_tune._ERROR_CHARS
+    # The direct convolution is what everything falls back to: its failure is raised.
+    conv_tune.clear_tuning()
+    speeds["direct"] = ValueError("no direct convolution")
+    with pytest.raises(ValueError, match="no direct convolution"):
+        conv_tune.tuned_choice((1, 16, 16, 8), (3, 3, 8, 8), SAME, jnp.float32)
     assert conv_tune.tuning_records() == []
 
 
