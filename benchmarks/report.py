@@ -26,7 +26,17 @@ def check_out_paths(parser: argparse.ArgumentParser, **paths: str | None) -> Non
 
 
 def write_text(path: str | None, text: str) -> None:
-    """Writes ``text`` to ``path``; nothing when no path was given."""
+    """Writes ``text`` to ``path``; nothing when no path was given.
+
+    Through a temporary file beside it and a rename, so a run killed mid-write (a time
+    limit) leaves the previous complete file, never a truncated one.
+    """
     if path:
-        with open(path, "w") as f:
-            f.write(text)
+        tmp = f"{path}.tmp{os.getpid()}"
+        try:
+            with open(tmp, "w") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)

@@ -24,3 +24,29 @@ def test_write_text_writes_and_skips_without_a_path(tmp_path):
     write_text(None, "ignored")
     write_text("", "ignored")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table.md"]
+
+
+def test_write_text_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
+    path = tmp_path / "table.md"
+    path.write_text("old, complete\n")
+    real_open = open
+
+    class Interrupted(Exception):
+        pass
+
+    def half_then_die(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        if "w" in mode:
+            f.write("half a ta")
+            f.close()
+            raise Interrupted
+        return f
+
+    monkeypatch.setattr("builtins.open", half_then_die)
+    with pytest.raises(Interrupted):
+        write_text(str(path), "new table\n")
+    monkeypatch.undo()
+    assert path.read_text() == "old, complete\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.md"]
+    write_text(str(path), "new table\n")
+    assert path.read_text() == "new table\n"
