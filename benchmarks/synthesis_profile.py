@@ -184,7 +184,9 @@ def profile(size: int, iterations: int, log=print) -> dict:
     loss, _ = speed._make_losses(cfg, module, params, None, cfg.torch_channels_last)
     targets, grams = speed._targets(module, params, loss, None, content, style, cfg.precision)
     # The benchmark's own runner: the same `optimize_image` call and evaluation count.
-    runner = speed._JaxRunner(cfg, loss, jnp.asarray(content), params, targets, grams, iterations)
+    runner = speed._JaxRunner(
+        cfg, loss, jnp.asarray(content), params, targets, grams, iterations, cfg.conv_algorithms[0]
+    )
     log(f"[profile] {size} px, {iterations} iterations: compiling")
     runner._optimize()
     wall = runner.run()

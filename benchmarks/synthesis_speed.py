@@ -2,7 +2,7 @@
 
     python -m benchmarks.synthesis_speed [--sizes 256,512] [--iterations N or N1,N2]
         [--optimizer lbfgs|adam] [--weights FILE] [--pooling max|avg] [--repeats R]
-        [--check_size S] [--out FILE.md] [--no-torch]
+        [--conv-algorithm A or A1,A2] [--check_size S] [--out FILE.md] [--no-torch]
 
 The work, the same on both sides at every size S (a square S x S image):
 
@@ -24,6 +24,11 @@ initial one; a counter in PyTorch's closure) and both rates are reported. Before
 timings, one loss-and-gradient evaluation at a small size is compared between the two
 implementations (at the highest matmul/conv precision) to show that they compute the same
 function; the loss at the start image of every size is compared too.
+
+Several ``--conv-algorithm`` values (say ``auto,tune``) give one gen_jax row per algorithm
+at every size, each with its own equal-work check, all timed against the same PyTorch
+runs: the comparison of algorithms is side by side in one process, and the PyTorch
+reference is paid for once.
 
 Timing: gen_jax's compilation is measured from JAX's own compile events during the first,
 untimed, call (which also runs the iterations once); PyTorch's first iterations are
@@ -61,7 +66,8 @@ from gen_jax.models.feature_nets import get_feature_net
 from gen_jax.models.vgg import vgg_layer_names
 from gen_jax.nn import conv_tune
 from gen_jax.nn.conv import ALGORITHMS as CONV_ALGORITHMS
-from gen_jax.synthesis.optimize import optimize_image
+from gen_jax.nn.winograd import TILES as winograd_tiles
+from gen_jax.synthesis.optimize import optimize_image, precision_scope
 from gen_jax.synthesis.style import (
     GATYS_CONTENT_LAYERS,
     GATYS_STYLE_LAYERS,
@@ -111,7 +117,8 @@ class BenchConfig:
     precision: str = "highest"
     weights: str | None = None
     pooling: str = "max"
-    conv_algorithm: str = "auto"  # gen_jax's VGG convolutions: see gen_jax.nn.conv
+    # gen_jax's VGG convolutions (gen_jax.nn.conv.ALGORITHMS): one gen_jax row each.
+    conv_algorithms: tuple[str, ...] = ("auto",)
     repeats: int | None = None
     check_size: int = 64
     alpha: float = 1.0
@@ -161,9 +168,16 @@ class BenchConfig:
             raise ValueError(f"precision: expected one of {PRECISIONS}, found {self.precision!r}")
         if self.pooling not in ("max", "avg"):
             raise ValueError(f"pooling: expected 'max' or 'avg', found {self.pooling!r}")
-        if self.conv_algorithm not in CONV_ALGORITHMS:
+        if not self.conv_algorithms:
+            raise ValueError("conv_algorithms: expected one or more, found none")
+        for algorithm in self.conv_algorithms:
+            if algorithm not in CONV_ALGORITHMS:
+                raise ValueError(
+                    f"conv_algorithms: expected each one of {CONV_ALGORITHMS}, found {algorithm!r}"
+                )
+        if len(set(self.conv_algorithms)) != len(self.conv_algorithms):
             raise ValueError(
-                f"conv_algorithm: expected one of {CONV_ALGORITHMS}, found {self.conv_algorithm!r}"
+                f"conv_algorithms: expected each at most once, found {self.conv_algorithms}"
             )
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ValueError(
@@ -213,7 +227,8 @@ def load_images(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def build_network(cfg: BenchConfig, images: np.ndarray) -> tuple[Any, dict, str]:
-    """(module, params, description) of the VGG19 feature net of the benchmark."""
+    """(module, params, description) of the VGG19 feature net of the benchmark, the module
+    with the first of ``cfg.conv_algorithms`` (`with_algorithm` makes the others)."""
     if cfg.weights is None:
         module, params = get_feature_net(
             "random_vgg19", key=jax.random.key(cfg.seed), pooling=cfg.pooling, images=images
@@ -222,15 +237,30 @@ def build_network(cfg: BenchConfig, images: np.ndarray) -> tuple[Any, dict, str]
     else:
         module, params = get_feature_net("vgg19", weights=cfg.weights, pooling=cfg.pooling)
         what = f"vgg19 weights {os.path.basename(cfg.weights)}"
-    module = module.clone(conv_algorithm=cfg.conv_algorithm)
+    module = module.clone(conv_algorithm=cfg.conv_algorithms[0])
+    algorithms = " / ".join(f"`conv_algorithm={a!r}`" for a in cfg.conv_algorithms)
+    if len(cfg.conv_algorithms) > 1:
+        algorithms += " (one gen_jax row each)"
     return (
         module,
         params,
-        (
-            f"{what}, {cfg.pooling} pooling, `{module.preprocessing}` input; gen_jax "
-            f"convolutions `conv_algorithm={cfg.conv_algorithm!r}`"
-        ),
+        f"{what}, {cfg.pooling} pooling, `{module.preprocessing}` input; gen_jax convolutions "
+        + algorithms,
     )
+
+
+def with_algorithm(loss: PerceptualLoss, algorithm: str) -> PerceptualLoss:
+    """``loss`` with its VGG's convolutions computed by ``algorithm``."""
+    return dataclasses.replace(loss, module=loss.module.clone(conv_algorithm=algorithm))
+
+
+def jax_row_key(algorithm: str, cfg: BenchConfig) -> tuple[str, str]:
+    """(key, name) of the gen_jax row of ``algorithm``: the algorithm is named only when
+    the run compares several."""
+    key, name = GEN_JAX, "gen_jax, optimize_image (one jit program)"
+    if len(cfg.conv_algorithms) == 1:
+        return key, name
+    return f"{key}[{algorithm}]", f"{name}, conv {algorithm}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -255,13 +285,26 @@ def _compile_seconds() -> Iterator[dict[str, float]]:
 
 
 class _JaxRunner:
-    """gen_jax: `optimize_image` on `PerceptualLoss`, what `style_transfer` runs."""
+    """gen_jax: `optimize_image` on `PerceptualLoss`, what `style_transfer` runs, with the
+    convolutions of ``algorithm``; ``count_flops``: also count one evaluation's FLOPs
+    (the same for every algorithm, so one runner per size does)."""
 
-    key = GEN_JAX
-    name = "gen_jax, optimize_image (one jit program)"
-
-    def __init__(self, cfg: BenchConfig, loss: PerceptualLoss, x0, params, targets, grams, steps):
-        self.cfg, self.loss, self.steps = cfg, loss, steps
+    def __init__(
+        self,
+        cfg: BenchConfig,
+        loss: PerceptualLoss,
+        x0,
+        params,
+        targets,
+        grams,
+        steps,
+        algorithm: str,
+        count_flops: bool = True,
+    ):
+        self.key, self.name = jax_row_key(algorithm, cfg)
+        self.algorithm = algorithm
+        self.count_flops = count_flops
+        self.cfg, self.loss, self.steps = cfg, with_algorithm(loss, algorithm), steps
         self.x0, self.args = jnp.asarray(x0), (params, targets, grams)
         self.info: dict[str, Any] = {}
         if cfg.optimizer == "lbfgs":
@@ -286,20 +329,27 @@ class _JaxRunner:
         return jax.block_until_ready(result)
 
     def setup(self, log: Log) -> None:
+        if self.algorithm == "tune":
+            # Measure this size's new convolution shapes first, by tracing the loss at the
+            # precision optimize_image compiles at: the tuner's own compiles would otherwise
+            # count (nested in the trace's) as the optimisation's compile time.
+            t0 = time.perf_counter()
+            with precision_scope(jax_precision(self.cfg.precision)):
+                jax.eval_shape(jax.value_and_grad(self.loss), self.x0, *self.args)
+            self.info["tune_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         with _compile_seconds() as compiled:
             result = self._optimize()
         self.info["first_call_s"] = time.perf_counter() - t0
         self.info["compile_s"] = compiled["seconds"]
-        # The FLOPs of one loss-and-gradient evaluation: a separate program, same function,
-        # with direct convolutions (Winograd's are fewer; the table credits both sides with
-        # the direct method's count, so GFLOP/s compares the same nominal work).
-        loss = self.loss
-        if hasattr(loss.module, "conv_algorithm"):
-            loss = dataclasses.replace(loss, module=loss.module.clone(conv_algorithm="direct"))
-        self.info["flops_per_eval"], self.info["flops_platform"] = xla_flops(
-            jax.value_and_grad(loss), self.x0, *self.args
-        )
+        if self.count_flops:
+            # The FLOPs of one loss-and-gradient evaluation: a separate program, same
+            # function, with direct convolutions (Winograd's are fewer; the table credits
+            # every row with the direct method's count, so GFLOP/s compares the same
+            # nominal work).
+            self.info["flops_per_eval"], self.info["flops_platform"] = xla_flops(
+                jax.value_and_grad(with_algorithm(self.loss, "direct")), self.x0, *self.args
+            )
         self._record(result)
         log(
             f"[{self.key}] compiled in {self.info['compile_s']:.1f} s, first call "
@@ -678,8 +728,16 @@ def _targets(module, params, jax_loss, torch_loss, content, style, precision: st
     return targets, grams
 
 
-def equal_work_check(cfg, module, params, jax_loss, torch_loss, log: Log) -> dict[str, Any]:
-    """Loss and gradient of both implementations at one perturbed image of `check_size`."""
+def equal_work_check(
+    cfg, module, params, jax_loss, torch_loss, log: Log, algorithm: str | None = None
+) -> dict[str, Any]:
+    """Loss and gradient of both implementations at one perturbed image of `check_size`,
+    gen_jax's convolutions by ``algorithm`` (None: ``jax_loss``'s own)."""
+    if algorithm is not None:
+        module, jax_loss = (
+            module.clone(conv_algorithm=algorithm),
+            with_algorithm(jax_loss, algorithm),
+        )
     content, style, _ = load_images(cfg.check_size, cfg.seed)
     targets, grams = _targets(module, params, jax_loss, torch_loss, content, style, "highest")
     noise = np.random.default_rng(cfg.seed).uniform(-0.1, 0.1, content.shape).astype(np.float32)
@@ -688,6 +746,7 @@ def equal_work_check(cfg, module, params, jax_loss, torch_loss, log: Log) -> dic
     t_value, t_grad = torch_loss_and_grad(torch_loss, image)
     grad_diff = float(np.linalg.norm(j_grad - t_grad) / max(np.linalg.norm(t_grad), 1e-30))
     check = {
+        "conv_algorithm": getattr(jax_loss.module, "conv_algorithm", None),
         "size": cfg.check_size,
         "loss_gen_jax": j_value,
         "loss_torch": t_value,
@@ -697,7 +756,8 @@ def equal_work_check(cfg, module, params, jax_loss, torch_loss, log: Log) -> dic
     }
     check["passed"] = bool(check["loss_rel_diff"] <= CHECK_RTOL and grad_diff <= 10 * CHECK_RTOL)
     log(
-        f"[check] {cfg.check_size} px: loss gen_jax {j_value:.7g}, PyTorch {t_value:.7g} "
+        f"[check, conv {check['conv_algorithm']}] {cfg.check_size} px: loss gen_jax "
+        f"{j_value:.7g}, PyTorch {t_value:.7g} "
         f"(rel. diff {check['loss_rel_diff']:.1e}); gradient rel. L2 diff {grad_diff:.1e}"
     )
     return check
@@ -720,15 +780,22 @@ def mark_incomplete(rows: list[dict[str, Any]], asked: dict[int, int]) -> list[s
     return notes
 
 
-def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]:
+def run_benchmark(
+    config: BenchConfig,
+    log: Log | None = None,
+    on_size: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Measures both implementations at every size; returns all numbers as a JSON-able dict.
 
     Args:
       config: what to measure; `None` fields are filled by `BenchConfig.resolve`.
       log: progress sink (default: print to stderr).
+      on_size: called with the result so far after each size but the last (its notes say
+        which sizes are missing), so that a run cut short keeps what it finished.
 
     Returns:
-      {"config", "device", "images", "network", "check", "rows": [{"size", "key", "name",
+      {"config", "device", "images", "network", "check" (the first algorithm's), "checks"
+      (one per algorithm), "rows": [{"size", "key", "name",
       "iterations", "evaluations", "iterations_per_s", "evaluations_per_s",
       "flops_per_eval", "speedup_iterations", "speedup_evaluations", ...}], "notes"}.
     """
@@ -757,22 +824,32 @@ def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]
         f"{cfg.optimizer}, sizes {cfg.sizes}, iterations {cfg.iterations}; {network}"
     )
 
-    check = None
+    checks = []
     if torch_loss is not None:
-        check = equal_work_check(cfg, module, params, jax_loss, torch_loss, log)
-        if not check["passed"]:
-            notes.append(
-                "EQUAL-WORK CHECK FAILED: the two implementations disagree beyond rtol "
-                f"{CHECK_RTOL}; the timings compare different computations."
-            )
+        for algorithm in cfg.conv_algorithms:
+            check = equal_work_check(cfg, module, params, jax_loss, torch_loss, log, algorithm)
+            checks.append(check)
+            if not check["passed"]:
+                notes.append(
+                    f"EQUAL-WORK CHECK FAILED (conv {algorithm}): the two implementations "
+                    f"disagree beyond rtol {CHECK_RTOL}; the timings compare different "
+                    "computations."
+                )
 
-    rows = []
+    rows: list[dict[str, Any]] = []
+
+    def result(partial: str | None = None) -> dict[str, Any]:
+        return _result_of(cfg, device, image_desc, network, checks, rows, notes, partial)
+
     for size, steps in zip(cfg.sizes, cfg.iterations):
         content, style, _ = load_images(size, cfg.seed)
         targets, grams = _targets(
             module, params, jax_loss, torch_loss, content, style, cfg.precision
         )
-        runners: list[Any] = [_JaxRunner(cfg, jax_loss, content, params, targets, grams, steps)]
+        runners: list[Any] = [
+            _JaxRunner(cfg, jax_loss, content, params, targets, grams, steps, a, count_flops=i == 0)
+            for i, a in enumerate(cfg.conv_algorithms)
+        ]
         if torch_loss is not None:
             runners.append(_TorchRunner(cfg, torch_loss, content, steps))
         log(f"== {size}x{size}, {steps} iteration(s)")
@@ -826,6 +903,18 @@ def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]
                 )
         rows += size_rows
 
+        if on_size is not None and size != cfg.sizes[-1]:
+            done = cfg.sizes[: cfg.sizes.index(size) + 1]
+            missing = ", ".join(str(s) for s in cfg.sizes[len(done) :])
+            on_size(result(f"PARTIAL RESULT: sizes {missing} px not measured yet."))
+    return result()
+
+
+def _result_of(cfg, device, image_desc, network, checks, rows, notes, partial=None):
+    """run_benchmark's JSON-able result: the measurements so far and every note."""
+    notes = list(notes)
+    if partial:
+        notes.insert(0, partial)
     if cfg.precision == "highest":
         notes.append(
             "precision: float32 matmuls and convolutions on both sides in the timings "
@@ -845,9 +934,10 @@ def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]
         "device": device,
         "images": image_desc,
         "network": network,
-        "check": check,
+        "check": checks[0] if checks else None,
+        "checks": checks,
         "rows": rows,
-        "conv_choices": conv_choices() if cfg.conv_algorithm == "tune" else [],
+        "conv_choices": conv_choices() if "tune" in cfg.conv_algorithms else [],
         "notes": notes,
     }
 
@@ -862,6 +952,7 @@ def conv_choices() -> list[dict[str, Any]]:
             "precision": list(r["precision"]),
             "choice": r["choice"].name,
             "seconds": r["seconds"],
+            "failed": r.get("failed", {}),
             "measure_s": r["measure_s"],
         }
         for r in conv_tune.tuning_records()
@@ -872,7 +963,10 @@ def format_conv_choices(choices: list[dict[str, Any]]) -> list[str]:
     """Markdown lines: one row per tuned convolution shape, its candidates in ms."""
     if not choices:
         return []
-    names = list(dict.fromkeys(name for c in choices for name in c["seconds"]))
+    # Columns in the order the tuner tries the candidates.
+    order = [c.name for c in conv_tune.candidates(max(winograd_tiles))]
+    found = {n for c in choices for n in (*c["seconds"], *c.get("failed", {}))}
+    names = [n for n in order if n in found] + sorted(found - set(order))
     total = sum(c["measure_s"] for c in choices)
     lines = [
         "",
@@ -880,14 +974,22 @@ def format_conv_choices(choices: list[dict[str, Any]]) -> list[str]:
             "Convolutions chosen by `conv_algorithm='tune'` (`gen_jax.nn.conv_tune`): ms per "
             "forward pass and input gradient of conv + bias + ReLU, measured before the runs "
             f"(the targets' and the check's shapes included; {total:.1f} s of measuring, "
-            "untimed):"
+            "untimed; *failed*: the candidate could not compile or run, see the JSON):"
         ),
         "",
         "| input NHWC | C -> K | chosen | " + " | ".join(names) + " |",
         "|---|---|---|" + "---:|" * len(names),
     ]
     for c in choices:
-        ms = [f"{c['seconds'][n] * 1e3:.2f}" if n in c["seconds"] else "" for n in names]
+        failed = c.get("failed", {})
+        ms = [
+            f"{c['seconds'][n] * 1e3:.2f}"
+            if n in c["seconds"]
+            else "*failed*"
+            if n in failed
+            else ""
+            for n in names
+        ]
         shape = "x".join(str(n) for n in c["input"])
         lines.append(
             f"| {shape} | {c['kernel'][2]} -> {c['kernel'][3]} | {c['choice']} | "
@@ -936,33 +1038,46 @@ def format_markdown(result: dict[str, Any]) -> str:
         )
         lines.append("| " + " | ".join(cells) + " |")
 
-    check = result["check"]
-    if check is not None:
-        status = "passed" if check["passed"] else "FAILED"
+    checks = result.get("checks") or ([result["check"]] if result["check"] else [])
+    if checks:
+        several = len(checks) > 1
+        status = "passed" if all(c["passed"] for c in checks) else "FAILED"
+        check = checks[0]
         lines += [
             "",
             (
                 f"Equal-work check ({status}): one loss-and-gradient evaluation at "
                 f"{check['size']}x{check['size']} (the content image plus uniform noise of "
-                "+-0.1), highest matmul/conv precision on both sides, targets included:"
+                "+-0.1), highest matmul/conv precision on both sides, targets included"
+                + (", for each gen_jax convolution algorithm:" if several else ":")
             ),
             "",
             "| quantity | gen_jax | PyTorch | relative difference |",
             "|---|---:|---:|---:|",
-            (
-                f"| loss | {check['loss_gen_jax']:.9g} | {check['loss_torch']:.9g} | "
-                f"{check['loss_rel_diff']:.1e} (rtol {check['rtol']:g}) |"
-            ),
-            f"| gradient | | | {check['grad_rel_l2_diff']:.1e} (L2) |",
         ]
-        by_size: dict[int, dict[str, float]] = {}
-        for row in result["rows"]:
-            by_size.setdefault(row["size"], {})[row["key"]] = row["loss_start"]
-        for size, losses in by_size.items():
-            if len(losses) == 2:
-                j, t = losses[GEN_JAX], losses[TORCH_EAGER]
+        for check in checks:
+            label = f" (conv {check['conv_algorithm']})" if several else ""
+            failed = "" if check["passed"] or not several else ", FAILED"
+            lines += [
+                (
+                    f"| loss{label} | {check['loss_gen_jax']:.9g} | {check['loss_torch']:.9g} | "
+                    f"{check['loss_rel_diff']:.1e} (rtol {check['rtol']:g}{failed}) |"
+                ),
+                f"| gradient{label} | | | {check['grad_rel_l2_diff']:.1e} (L2) |",
+            ]
+        for size in dict.fromkeys(row["size"] for row in result["rows"]):
+            rows = [row for row in result["rows"] if row["size"] == size]
+            torch_row = next((r for r in rows if r["key"] == TORCH_EAGER), None)
+            if torch_row is None:
+                continue
+            t = torch_row["loss_start"]
+            for row in rows:
+                if row is torch_row:
+                    continue
+                label = f" ({row['key']})" if several else ""
+                j = row["loss_start"]
                 lines.append(
-                    f"| loss at the start image, {size} px | {j:.9g} | {t:.9g} | "
+                    f"| loss at the start image, {size} px{label} | {j:.9g} | {t:.9g} | "
                     f"{_relative(j, t):.1e} |"
                 )
 
@@ -1012,7 +1127,7 @@ def format_markdown(result: dict[str, Any]) -> str:
         "FLOPs of one loss-and-gradient evaluation (XLA cost analysis of `value_and_grad` "
         f"with direct convolutions compiled for the {result['rows'][0]['flops_platform']} "
         "backend (XLA:GPU's analysis leaves out cuDNN's convolutions), 2 per multiply-add, "
-        "taps on the zero padding not counted; used for both rows, so achieved GFLOP/s is "
+        "taps on the zero padding not counted; used for every row, so achieved GFLOP/s is "
         "nominal where Winograd does fewer multiplications): "
         + ", ".join(f"{s} px {f / 1e9:.1f} GFLOP" for s, f in flops.items())
     )
@@ -1024,8 +1139,9 @@ def format_markdown(result: dict[str, Any]) -> str:
     untimed = []
     for r in result["rows"]:
         if "compile_s" in r:
+            tuning = f"tuning {r['tune_s']:.1f} s, " if "tune_s" in r else ""
             untimed.append(
-                f"{r['size']} px gen_jax compile {r['compile_s']:.1f} s (first call "
+                f"{r['size']} px {r['key']} {tuning}compile {r['compile_s']:.1f} s (first call "
                 f"{r['first_call_s']:.1f} s)"
             )
         elif "first_call_s" in r:
@@ -1043,6 +1159,10 @@ def _int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, found {text!r}"
         ) from e
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def _parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace]:
@@ -1072,11 +1192,14 @@ def _parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace
     p.add_argument("--pooling", choices=("max", "avg"), default="max")
     p.add_argument(
         "--conv-algorithm",
-        dest="conv_algorithm",
-        choices=CONV_ALGORITHMS,
-        default="auto",
-        help="gen_jax's VGG convolutions (default auto: Winograd on the CPU's wide layers; "
-        "tune: each layer's algorithm measured on this machine, listed in the output)",
+        "--conv-algorithms",
+        dest="conv_algorithms",
+        type=_str_list,
+        default=("auto",),
+        help=f"gen_jax's VGG convolutions, one of {', '.join(CONV_ALGORITHMS)}, or several "
+        "comma-separated for one gen_jax row each against the same PyTorch runs (default "
+        "auto: Winograd on the CPU's wide layers; tune: each layer's algorithm measured on "
+        "this machine, listed in the output)",
     )
     p.add_argument(
         "--repeats", type=int, default=None, help="timed repeats (default: 3 on CPU, 5 otherwise)"
@@ -1123,12 +1246,16 @@ def json_path(markdown_path: str) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Entry point: runs the benchmark, prints the table, writes --out (.md) and its .json."""
     config, args = _parse_args(argv)
-    result = run_benchmark(config)
-    table = format_markdown(result)
-    print(table)
-    if args.out:
-        write_text(args.out, table)
-        write_text(json_path(args.out), json.dumps(result, indent=2, allow_nan=True) + "\n")
+
+    def save(result: dict[str, Any]) -> str:
+        table = format_markdown(result)
+        if args.out:
+            write_text(args.out, table)
+            write_text(json_path(args.out), json.dumps(result, indent=2, allow_nan=True) + "\n")
+        return table
+
+    result = run_benchmark(config, on_size=save if args.out else None)
+    print(save(result))
     return result
 
 

@@ -33,11 +33,15 @@ def _positive_finite(x) -> bool:
     return isinstance(x, float) and math.isfinite(x) and x > 0
 
 
-def test_main_tiny_run_reports_both_rows(tmp_path):
+@pytest.mark.parametrize("algorithms", [None, "direct,auto"])
+def test_main_tiny_run_reports_every_row(tmp_path, algorithms):
     out = tmp_path / "synthesis.md"
-    result = synthesis_speed.main(TINY_ARGS + ["--out", str(out)])
+    extra = [] if algorithms is None else ["--conv-algorithm", algorithms]
+    result = synthesis_speed.main(TINY_ARGS + extra + ["--out", str(out)])
 
-    expected = ["gen_jax"] + (["torch_eager"] if torch else [])
+    several = algorithms is not None
+    jax_keys = ["gen_jax[direct]", "gen_jax[auto]"] if several else ["gen_jax"]
+    expected = jax_keys + (["torch_eager"] if torch else [])
     assert [row["key"] for row in result["rows"]] == expected
     for row in result["rows"]:
         assert row["size"] == 32
@@ -52,26 +56,46 @@ def test_main_tiny_run_reports_both_rows(tmp_path):
             assert row["speedup_iterations"] is None
     assert not any(row["incomplete"] for row in result["rows"])
     assert any(note.startswith("precision: float32") for note in result["notes"])
-    jax_row = result["rows"][0]
-    assert jax_row["compile_s"] > 0
-    assert jax_row["timed_compile_events"] == 0, "the timed runs recompiled"
+    jax_rows = result["rows"][: len(jax_keys)]
+    # A program an earlier test compiled comes from JAX's cache (compile_s 0).
+    assert jax_rows[0]["compile_s"] > 0
+    for row in jax_rows:
+        assert row["compile_s"] >= 0
+        assert row["timed_compile_events"] == 0, "the timed runs recompiled"
+        # Counted once per size, with direct convolutions, whichever the algorithm.
+        assert row["flops_per_eval"] == jax_rows[0]["flops_per_eval"]
+    if several:
+        # The algorithms compute the same function: same start loss, ends within rounding.
+        direct, auto = jax_rows
+        np.testing.assert_allclose(auto["loss_start"], direct["loss_start"], rtol=1e-5)
+        np.testing.assert_allclose(auto["loss_end"], direct["loss_end"], rtol=1e-3)
+        assert "(one gen_jax row each)" in result["network"]
 
     if torch:
-        check = result["check"]
-        assert check["passed"], check
-        assert check["loss_rel_diff"] < synthesis_speed.CHECK_RTOL
-        # The same function at the same start image on both sides.
-        np.testing.assert_allclose(
-            result["rows"][1]["loss_start"], jax_row["loss_start"], rtol=1e-4
+        checks = result["checks"]
+        assert [c["conv_algorithm"] for c in checks] == (
+            ["direct", "auto"] if several else ["auto"]
         )
+        assert result["check"] == checks[0]
+        for check in checks:
+            assert check["passed"], check
+            assert check["loss_rel_diff"] < synthesis_speed.CHECK_RTOL
+        # The same function at the same start image on both sides.
+        for row in jax_rows:
+            np.testing.assert_allclose(
+                result["rows"][-1]["loss_start"], row["loss_start"], rtol=1e-4
+            )
     else:
-        assert result["check"] is None
+        assert result["check"] is None and result["checks"] == []
         assert any("import torch" in note for note in result["notes"])
 
     table = out.read_text()
     assert "| size | implementation | iterations | evaluations |" in table
     assert all(row["name"] in table for row in result["rows"])
     assert ("Equal-work check (passed)" in table) == bool(torch)
+    if torch and several:
+        assert "| loss (conv direct) |" in table and "| gradient (conv auto) |" in table
+        assert "| loss at the start image, 32 px (gen_jax[auto]) |" in table
     saved = json.loads(pathlib.Path(synthesis_speed.json_path(str(out))).read_text())
     assert saved["rows"] == json.loads(json.dumps(result["rows"]))
 
@@ -84,6 +108,9 @@ def test_main_tiny_run_reports_both_rows(tmp_path):
         ["--optimizer", "sgd"],
         ["--precision", "tf32"],
         ["--conv-algorithm", "fft"],
+        ["--conv-algorithm", "auto,fft"],
+        ["--conv-algorithm", "auto,auto"],
+        ["--conv-algorithm", ","],
         ["--out", "/nonexistent_dir/x.md"],
     ],
 )
@@ -107,6 +134,8 @@ def test_tuned_convolutions_are_reported(monkeypatch):
     from gen_jax.nn import conv_tune
 
     def fake(choice, x, w, b, pads, precision, limit):
+        if choice.name == "winograd4, data first":
+            raise RuntimeError("RESOURCE_EXHAUSTED: out of memory")
         return [{"direct": 2e-3, "winograd4, kernel first": 1e-3}.get(choice.name, 5e-3)]
 
     monkeypatch.setattr(conv_tune, "_time_candidate", fake)
@@ -124,6 +153,8 @@ def test_tuned_convolutions_are_reported(monkeypatch):
     assert "| direct | winograd2, data first |" in header
     row = next(line for line in lines if line.startswith("| 1x16x16x64"))
     assert "| 64 -> 128 | winograd4, kernel first | 2.00 | 5.00 |" in row
+    assert row.endswith("| 5.00 | *failed* | 1.00 |")
+    assert "out of memory" in choices[0]["failed"]["winograd4, data first"]
     # The 2x2 map has no tile-4 candidates: its cells are left empty.
     assert next(line for line in lines if line.startswith("| 1x2x2x8")).endswith("|  |  |")
     assert synthesis_speed.format_conv_choices([]) == []
@@ -190,3 +221,26 @@ def test_torch_float32_turns_tf32_off_for_the_block_only():
     assert settings() == before
     with synthesis_speed.torch_float32(torch, enabled=False):
         assert settings() == before
+
+
+def test_each_finished_size_is_saved_before_the_next(tmp_path, monkeypatch):
+    """A run cut short (a time limit) keeps the sizes it finished: --out is rewritten,
+    marked partial, after every size but the last."""
+    out = tmp_path / "synthesis.md"
+    saved = []
+    real_write = synthesis_speed.write_text
+
+    def spy(path, text):
+        real_write(path, text)
+        if path == str(out):
+            saved.append(text)
+
+    monkeypatch.setattr(synthesis_speed, "write_text", spy)
+    argv = ["--sizes", "16,32", "--iterations", "1", "--repeats", "1", "--no-torch"]
+    result = synthesis_speed.main(argv + ["--out", str(out)])
+    assert len(saved) == 2
+    assert "PARTIAL RESULT: sizes 32 px not measured yet." in saved[0]
+    assert "| 16 | gen_jax" in saved[0] and "| 32 | gen_jax" not in saved[0]
+    assert "PARTIAL" not in saved[1] and out.read_text() == saved[1]
+    assert [row["size"] for row in result["rows"]] == [16, 32]
+    assert not any("PARTIAL" in note for note in result["notes"])
