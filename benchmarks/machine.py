@@ -8,7 +8,11 @@ from typing import Any
 
 import jax
 
-__all__ = ["cpu_model", "describe_devices", "schedulable_cores"]
+__all__ = ["cpu_model", "describe_devices", "schedulable_cores", "speed_environment"]
+
+# Environment variables that change how fast the benchmarked code runs: XLA's options, and
+# glibc's allocator (GLIBC_TUNABLES=glibc.malloc.hugetlb=1 asks for transparent huge pages).
+SPEED_ENV = ("XLA_FLAGS", "GLIBC_TUNABLES", "MALLOC_ARENA_MAX", "OMP_NUM_THREADS")
 
 
 def schedulable_cores() -> int:
@@ -30,8 +34,24 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def speed_environment() -> dict[str, str]:
+    """The `SPEED_ENV` variables set in this process, and the kernel's transparent huge
+    page mode (``thp``, where Linux reports one), which decides what hugetlb can do."""
+    found = {name: os.environ[name] for name in SPEED_ENV if name in os.environ}
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            modes = f.read().split()
+    except OSError:
+        return found
+    chosen = [m[1:-1] for m in modes if m.startswith("[")]
+    if chosen:
+        found["thp"] = chosen[0]
+    return found
+
+
 def describe_devices() -> dict[str, Any]:
-    """JAX's platform, device kind and count, and the CPU's model and cores."""
+    """JAX's platform, device kind and count, the CPU's model and cores, and the
+    environment that changes the speed (`speed_environment`)."""
     dev = jax.devices()[0]
     return {
         "jax": {
@@ -45,4 +65,5 @@ def describe_devices() -> dict[str, Any]:
             "os_cpu_count": os.cpu_count(),
             "schedulable_cores": schedulable_cores(),
         },
+        "environment": speed_environment(),
     }

@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.flops import xla_flops
-from benchmarks.machine import describe_devices
+from benchmarks.machine import SPEED_ENV, describe_devices
 from benchmarks.report import check_out_paths, write_text
 from gen_jax.models.feature_nets import get_feature_net
 from gen_jax.models.vgg import vgg_layer_names
@@ -1003,6 +1003,13 @@ def format_conv_choices(choices: list[dict[str, Any]]) -> list[str]:
 # Output.
 
 
+def format_environment(env: dict[str, str]) -> str:
+    """The fact line for `benchmarks.machine.speed_environment`'s result."""
+    thp = f"transparent huge pages `{env['thp']}`" if "thp" in env else "no THP setting found"
+    set_vars = ", ".join(f"`{k}={v}`" for k, v in env.items() if k != "thp")
+    return f"environment: {thp}; " + (set_vars or f"none of {', '.join(SPEED_ENV)} set")
+
+
 def _fmt_ratio(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.2f}x"
 
@@ -1101,6 +1108,7 @@ def format_markdown(result: dict[str, Any]) -> str:
             f"CPU: {cpu['model']}, {cpu['schedulable_cores']} schedulable cores "
             f"(os.cpu_count() = {cpu['os_cpu_count']})"
         ),
+        format_environment(dev.get("environment", {})),
         f"network: {result['network']}; images: {result['images']}",
         (
             f"objective: alpha={cfg['alpha']:g} x content(relu4_2) + beta={cfg['beta']:g} x "

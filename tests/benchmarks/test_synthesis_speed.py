@@ -93,6 +93,7 @@ def test_main_tiny_run_reports_every_row(tmp_path, algorithms):
     assert "| size | implementation | iterations | evaluations |" in table
     assert all(row["name"] in table for row in result["rows"])
     assert ("Equal-work check (passed)" in table) == bool(torch)
+    assert "\n- environment: " in table and "environment" in result["device"]
     if torch and several:
         assert "| loss (conv direct) |" in table and "| gradient (conv auto) |" in table
         assert "| loss at the start image, 32 px (gen_jax[auto]) |" in table
