@@ -119,6 +119,8 @@ class BenchConfig:
     pooling: str = "max"
     # gen_jax's VGG convolutions (gen_jax.nn.conv.ALGORITHMS): one gen_jax row each.
     conv_algorithms: tuple[str, ...] = ("auto",)
+    # conv_tune.set_tuning_budget for the run (None: no cap on "tune"'s measuring time).
+    tune_budget_s: float | None = None
     repeats: int | None = None
     check_size: int = 64
     alpha: float = 1.0
@@ -179,6 +181,8 @@ class BenchConfig:
             raise ValueError(
                 f"conv_algorithms: expected each at most once, found {self.conv_algorithms}"
             )
+        if self.tune_budget_s is not None and not self.tune_budget_s >= 0:
+            raise ValueError(f"tune_budget_s: expected seconds >= 0, found {self.tune_budget_s}")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ValueError(
                 f"torch_threads: expected a positive integer, found {self.torch_threads}"
@@ -801,6 +805,15 @@ def run_benchmark(
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     cfg = config.resolve()
+    budget = conv_tune.tuning_budget()
+    conv_tune.set_tuning_budget(cfg.tune_budget_s)
+    try:
+        return _run(cfg, log, on_size)
+    finally:
+        conv_tune.set_tuning_budget(budget)
+
+
+def _run(cfg: BenchConfig, log: Log, on_size) -> dict[str, Any]:
     notes: list[str] = []
     device = describe_devices()
     use_torch = cfg.use_torch and _torch_importable()
@@ -953,6 +966,7 @@ def conv_choices() -> list[dict[str, Any]]:
             "choice": r["choice"].name,
             "seconds": r["seconds"],
             "failed": r.get("failed", {}),
+            "skipped": r.get("skipped"),
             "measure_s": r["measure_s"],
         }
         for r in conv_tune.tuning_records()
@@ -991,8 +1005,9 @@ def format_conv_choices(choices: list[dict[str, Any]]) -> list[str]:
             for n in names
         ]
         shape = "x".join(str(n) for n in c["input"])
+        chosen = c["choice"] + (" (auto's rule: tuning budget spent)" if c.get("skipped") else "")
         lines.append(
-            f"| {shape} | {c['kernel'][2]} -> {c['kernel'][3]} | {c['choice']} | "
+            f"| {shape} | {c['kernel'][2]} -> {c['kernel'][3]} | {chosen} | "
             + " | ".join(ms)
             + " |"
         )
@@ -1208,6 +1223,14 @@ def _parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace
         "comma-separated for one gen_jax row each against the same PyTorch runs (default "
         "auto: Winograd on the CPU's wide layers; tune: each layer's algorithm measured on "
         "this machine, listed in the output)",
+    )
+    p.add_argument(
+        "--tune-budget-s",
+        dest="tune_budget_s",
+        type=float,
+        default=None,
+        help="cap on conv_algorithm tune's measuring time; shapes met after it take auto's "
+        "rule unmeasured (default: no cap)",
     )
     p.add_argument(
         "--repeats", type=int, default=None, help="timed repeats (default: 3 on CPU, 5 otherwise)"

@@ -24,7 +24,8 @@ The measurement runs while the caller's program is being traced (under
 `jax.ensure_compile_time_eval`), once per key: backend, device kind, shapes, padding,
 dtype and precision (including `jax.default_matmul_precision`'s). It costs a compile and
 a few runs per candidate, seconds per shape on a CPU; `tuning_records` lists what was
-measured and chosen. A convolution sharded over devices is tuned at its whole shape on
+measured and chosen. `set_tuning_budget` caps the measuring time of a process: past it,
+new shapes take ``"auto"``'s fixed rule unmeasured. A convolution sharded over devices is tuned at its whole shape on
 one device. Only float32 and float64 inputs are tuned; 16-bit floats stay direct, as
 under ``"auto"`` (Winograd's transforms lose too much there).
 """
@@ -43,7 +44,15 @@ from jax import lax
 
 from gen_jax.nn import winograd
 
-__all__ = ["Choice", "candidates", "clear_tuning", "tuned_choice", "tuning_records"]
+__all__ = [
+    "Choice",
+    "candidates",
+    "clear_tuning",
+    "set_tuning_budget",
+    "tuned_choice",
+    "tuning_budget",
+    "tuning_records",
+]
 
 # Timed calls per candidate after the compiling one (the best counts).
 _REPEATS = 3
@@ -76,6 +85,10 @@ _DIRECT = Choice(None, None)
 _winograd_kernels = jax.jit(winograd.winograd_kernels, static_argnums=1)
 _lock = threading.RLock()
 _records: dict[tuple, dict[str, Any]] = {}
+# What measure_s is read from (a test substitutes it).
+_clock = time.perf_counter
+# The process's cap on measuring time in seconds (None: none); see set_tuning_budget.
+_budget_s: float | None = None
 
 
 def candidates(out_side: int) -> list[Choice]:
@@ -140,11 +153,26 @@ def tuned_choice(
     )
     with _lock:
         record = _records.get(key)
+        spent = sum(r["measure_s"] for r in _records.values())
+        if record is None and _budget_s is not None and spent >= _budget_s:
+            # Deferred: gen_jax.nn.conv imports this module.
+            from gen_jax.nn.conv import winograd_plan
+
+            record = {
+                "choice": winograd_plan(
+                    lhs_shape, rhs_shape, (1, 1), pads, dtype, "auto", backend, precision
+                ),
+                "seconds": {},
+                "failed": {},
+                "skipped": f"the tuning budget of {_budget_s:g} s was spent ({spent:.1f} s)",
+                "measure_s": 0.0,
+            }
         if record is None:
-            t0 = time.perf_counter()
+            t0 = _clock()
             record = _measure(lhs_shape, rhs_shape, pads, dtype, precision, device)
+            record["measure_s"] = _clock() - t0
+        if key not in _records:
             record.update(
-                measure_s=time.perf_counter() - t0,
                 backend=backend,
                 device_kind=device.device_kind,
                 lhs_shape=lhs_shape,
@@ -157,18 +185,49 @@ def tuned_choice(
     return record["choice"]
 
 
+def tuning_budget() -> float | None:
+    """The cap `set_tuning_budget` set (None: none)."""
+    return _budget_s
+
+
+def set_tuning_budget(seconds: float | None) -> None:
+    """Caps this process's measuring time (the records' ``measure_s`` added up).
+
+    Once the cap is reached, a new shape is not measured: it takes ``"auto"``'s fixed rule
+    (`gen_jax.nn.conv.winograd_plan`; on GPUs the direct convolution), and its record says
+    so in ``skipped``. The choice is kept like a measured one, so a program's preparation
+    and application agree. Shapes measured already keep their choices. For jobs with a
+    deadline on a machine whose compiles are slow (each candidate compiles once per
+    shape). None (the default) removes the cap.
+
+    Raises:
+      ValueError: a negative or non-finite number of seconds.
+    """
+    global _budget_s
+    if seconds is not None:
+        seconds = float(seconds)
+        if not (np.isfinite(seconds) and seconds >= 0):
+            raise ValueError(
+                f"set_tuning_budget: seconds must be a finite number >= 0 or None; got {seconds}."
+            )
+    with _lock:
+        _budget_s = seconds
+
+
 def tuning_records() -> list[dict[str, Any]]:
     """Every measurement of this process, oldest first: the shapes and key fields, the
     ``choice`` made, ``seconds`` per scan step of each candidate (by `Choice.name`; the
     best of its timings, a single one for a candidate dropped early), ``failed``, the error
-    of each candidate that could not run (by name), and ``measure_s``, what the
-    measurement took, compiles included."""
+    of each candidate that could not run (by name), ``measure_s``, what the measurement
+    took, compiles included, and ``skipped``, why nothing was measured, for shapes that
+    came after `set_tuning_budget`'s cap."""
     with _lock:
         return [dict(r) for r in _records.values()]
 
 
 def clear_tuning() -> None:
-    """Forgets every measurement: programs traced afterwards measure again."""
+    """Forgets every measurement: programs traced afterwards measure again (the budget of
+    `set_tuning_budget` stays, and counts from zero again)."""
     with _lock:
         _records.clear()
 

@@ -112,6 +112,7 @@ def test_main_tiny_run_reports_every_row(tmp_path, algorithms):
         ["--conv-algorithm", "auto,fft"],
         ["--conv-algorithm", "auto,auto"],
         ["--conv-algorithm", ","],
+        ["--tune-budget-s", "-1"],
         ["--out", "/nonexistent_dir/x.md"],
     ],
 )
@@ -159,6 +160,9 @@ def test_tuned_convolutions_are_reported(monkeypatch):
     # The 2x2 map has no tile-4 candidates: its cells are left empty.
     assert next(line for line in lines if line.startswith("| 1x2x2x8")).endswith("|  |  |")
     assert synthesis_speed.format_conv_choices([]) == []
+    skipped = dict(choices[1], skipped="the tuning budget of 0 s was spent (0.0 s)")
+    (row,) = [r for r in synthesis_speed.format_conv_choices([skipped]) if r.startswith("| 1x2")]
+    assert "| direct (auto's rule: tuning budget spent) |" in row
 
 
 def test_resolve_spreads_iterations_over_sizes():

@@ -20,6 +20,7 @@ def _fresh_tuning():
     conv_tune.clear_tuning()
     yield
     conv_tune.clear_tuning()
+    conv_tune.set_tuning_budget(None)
 
 
 @pytest.fixture
@@ -100,6 +101,34 @@ def test_a_candidate_that_fails_is_recorded_and_left_out(fake_timer):
     with pytest.raises(ValueError, match="no direct convolution"):
         conv_tune.tuned_choice((1, 16, 16, 8), (3, 3, 8, 8), SAME, jnp.float32)
     assert conv_tune.tuning_records() == []
+
+
+def test_past_the_budget_new_shapes_take_autos_rule_unmeasured(fake_timer, monkeypatch):
+    timed, speeds = fake_timer
+    speeds.update({"direct": 3.0, "winograd2, kernel first": 0.5})
+    clock = iter(range(0, 1000, 10))  # every measurement takes 10 s
+    monkeypatch.setattr(conv_tune, "_clock", lambda: float(next(clock)))
+    conv_tune.set_tuning_budget(15)
+    assert conv_tune.tuning_budget() == 15.0
+    first = conv_tune.tuned_choice((1, 32, 32, 64), (3, 3, 64, 64), SAME, jnp.float32, None, "cpu")
+    second = conv_tune.tuned_choice((1, 16, 16, 64), (3, 3, 64, 64), SAME, jnp.float32, None, "cpu")
+    assert first == second == Choice(2, True) and len(timed) == 10  # 20 s spent: over
+    third = conv_tune.tuned_choice((1, 32, 32, 64), (3, 3, 64, 128), SAME, jnp.float32, None, "cpu")
+    # "auto"'s rule on the CPU: F(4x4) on a 32 px map, in the rule's product order.
+    assert third == winograd_plan((1, 32, 32, 64), (3, 3, 64, 128), (1, 1), SAME, "float32")
+    assert third == Choice(4, None) and len(timed) == 10
+    record = conv_tune.tuning_records()[-1]
+    assert "budget of 15 s was spent (20.0 s)" in record["skipped"]
+    assert record["seconds"] == {} and record["measure_s"] == 0.0
+    # Kept like a measured choice, so preparation and application agree.
+    assert conv_tune.tuned_choice((1, 32, 32, 64), (3, 3, 64, 128), SAME, "float32") == third
+    assert len(conv_tune.tuning_records()) == 3
+    conv_tune.set_tuning_budget(None)
+    conv_tune.tuned_choice((1, 8, 8, 64), (3, 3, 64, 64), SAME, jnp.float32, None, "cpu")
+    assert len(timed) == 15
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="seconds"):
+            conv_tune.set_tuning_budget(bad)
 
 
 def test_what_winograd_cannot_compute_is_not_measured(fake_timer):
