@@ -9,6 +9,9 @@
 #                   float32 products, per layer; the table lists every candidate's time).
 #                   512 px first: its table is saved before 256 px starts, so a run cut
 #                   short by the time limit keeps the size that decides the README row;
+#                   tuning stops measuring after TUNE_BUDGET_S (240) s, later shapes taking
+#                   auto's rule (each candidate compiles once per shape, and XLA:GPU's
+#                   compile times for them are unmeasured);
 #   synthesis_tf32  the 512 px run again at each framework's default precision (TF32);
 #   synthesis_winograd  the 512 px run again with every 3x3 convolution by Winograd
 #                   (`--conv-algorithm winograd`);
@@ -70,7 +73,7 @@ run() {  # run LIMIT_S NAME ARGS...: one benchmark, its output appended to the l
 if [[ $wanted == *" synthesis "* ]]; then
   run "${SYNTHESIS_LIMIT_S:-540}" synthesis -m benchmarks.synthesis_speed \
     --sizes 512,256 --iterations 500,200 --repeats 3 --conv-algorithm auto,tune \
-    --out "$out/synthesis_gpu.md"
+    --tune-budget-s "${TUNE_BUDGET_S:-240}" --out "$out/synthesis_gpu.md"
 fi
 if [[ $wanted == *" synthesis_tf32 "* ]]; then
   run "${SYNTHESIS_TF32_LIMIT_S:-200}" synthesis_tf32 -m benchmarks.synthesis_speed \
