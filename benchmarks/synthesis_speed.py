@@ -966,6 +966,7 @@ def conv_choices() -> list[dict[str, Any]]:
             "choice": r["choice"].name,
             "seconds": r["seconds"],
             "failed": r.get("failed", {}),
+            "deviation": r.get("deviation", {}),
             "skipped": r.get("skipped"),
             "measure_s": r["measure_s"],
         }
@@ -988,11 +989,13 @@ def format_conv_choices(choices: list[dict[str, Any]]) -> list[str]:
             "Convolutions chosen by `conv_algorithm='tune'` (`gen_jax.nn.conv_tune`): ms per "
             "forward pass and input gradient of conv + bias + ReLU, measured before the runs "
             f"(the targets' and the check's shapes included; {total:.1f} s of measuring, "
-            "untimed; *failed*: the candidate could not compile or run, see the JSON):"
+            "untimed; *failed*: the candidate could not compile or run, see the JSON; the last "
+            "column: the Winograd candidates' largest relative L2 distance from the direct "
+            "convolution's output and input gradient, each candidate's in the JSON):"
         ),
         "",
-        "| input NHWC | C -> K | chosen | " + " | ".join(names) + " |",
-        "|---|---|---|" + "---:|" * len(names),
+        "| input NHWC | C -> K | chosen | " + " | ".join(names) + " | Winograd vs direct |",
+        "|---|---|---|" + "---:|" * (len(names) + 1),
     ]
     for c in choices:
         failed = c.get("failed", {})
@@ -1006,9 +1009,11 @@ def format_conv_choices(choices: list[dict[str, Any]]) -> list[str]:
         ]
         shape = "x".join(str(n) for n in c["input"])
         chosen = c["choice"] + (" (auto's rule: tuning budget spent)" if c.get("skipped") else "")
+        deviations = c.get("deviation") or {}
+        worst = f"{max(deviations.values()):.1e}" if deviations else ""
         lines.append(
             f"| {shape} | {c['kernel'][2]} -> {c['kernel'][3]} | {chosen} | "
-            + " | ".join(ms)
+            + " | ".join([*ms, worst])
             + " |"
         )
     return lines

@@ -164,6 +164,7 @@ def tuned_choice(
                 ),
                 "seconds": {},
                 "failed": {},
+                "deviation": {},
                 "skipped": f"the tuning budget of {_budget_s:g} s was spent ({spent:.1f} s)",
                 "measure_s": 0.0,
             }
@@ -218,8 +219,10 @@ def tuning_records() -> list[dict[str, Any]]:
     """Every measurement of this process, oldest first: the shapes and key fields, the
     ``choice`` made, ``seconds`` per scan step of each candidate (by `Choice.name`; the
     best of its timings, a single one for a candidate dropped early), ``failed``, the error
-    of each candidate that could not run (by name), ``measure_s``, what the measurement
-    took, compiles included, and ``skipped``, why nothing was measured, for shapes that
+    of each candidate that could not run (by name), ``deviation``, each Winograd
+    candidate's relative L2 distance from the direct convolution's output and input
+    gradient on the timing's inputs (the larger of the two), ``measure_s``, what the
+    measurement took, compiles included, and ``skipped``, why nothing was measured, for shapes that
     came after `set_tuning_budget`'s cap."""
     with _lock:
         return [dict(r) for r in _records.values()]
@@ -241,27 +244,41 @@ def _measure(lhs_shape, rhs_shape, pads, dtype, precision, device) -> dict[str, 
     b = (rng.standard_normal((k,)) * 0.1).astype(dtype)
     seconds: dict[str, float] = {}
     failed: dict[str, str] = {}
+    # Each Winograd candidate's largest relative L2 distance from the direct convolution's
+    # relu output and input gradient, measured on the same inputs.
+    deviation: dict[str, float] = {}
+    reference = None
     best: tuple[float, Choice] | None = None
     with jax.ensure_compile_time_eval():
         x, w, b = jax.device_put((x, w, b), device)
         for choice in candidates(out_side):
             limit = None if best is None else _PRUNE * best[0]
             try:
-                t = min(_time_candidate(choice, x, w, b, pads, precision, limit))
+                times, outputs = _time_candidate(choice, x, w, b, pads, precision, limit)
             except Exception as e:  # Any backend failure rules a Winograd candidate out.
                 if choice.tile is None:
                     raise
                 failed[choice.name] = f"{type(e).__name__}: {e}"[:_ERROR_CHARS]
                 continue
-            seconds[choice.name] = t
+            t = seconds[choice.name] = min(times)
+            if choice.tile is None:
+                reference = outputs
+            elif outputs is not None and reference is not None:
+                deviation[choice.name] = max(map(_relative_l2, outputs, reference))
             if best is None or t < best[0]:
                 best = (t, choice)
-    return {"choice": best[1], "seconds": seconds, "failed": failed}
+    return {"choice": best[1], "seconds": seconds, "failed": failed, "deviation": deviation}
 
 
-def _time_candidate(choice: Choice, x, w, b, pads, precision, limit) -> list[float]:
-    """Seconds per scan step of relu(conv + b), forward and input gradient, for each timed
-    call; timing stops after the first call when that one took over ``limit``."""
+def _relative_l2(got: np.ndarray, want: np.ndarray) -> float:
+    want = want.astype(np.float64)
+    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-300))
+
+
+def _time_candidate(choice: Choice, x, w, b, pads, precision, limit):
+    """(seconds per scan step of relu(conv + b), forward and input gradient, for each timed
+    call; the last step's (relu output, input gradient) as NumPy arrays). Timing stops
+    after the first call when that one took over ``limit``."""
     # Deferred: gen_jax.nn.conv imports this module.
     from gen_jax.nn.conv import conv_general_dilated
 
@@ -294,20 +311,24 @@ def _time_candidate(choice: Choice, x, w, b, pads, precision, limit) -> list[flo
             )
 
     def run(x, w, b, kernels):
-        def body(c, _):
+        def body(carry, _):
+            c = carry[0]
             y, vjp = jax.vjp(lambda c: jax.nn.relu(conv(c, w, kernels) + b), c)
             (dx,) = vjp(y)  # The gradient of 0.5 |y|^2.
-            return c - 1e-6 * dx, None
+            return (c - 1e-6 * dx, y, dx), None
 
-        return lax.scan(body, x, None, length=_STEPS)[0]
+        y = jax.eval_shape(lambda x: conv(x, w, kernels), x)
+        init = (x, jnp.zeros(y.shape, y.dtype), jnp.zeros_like(x))
+        return lax.scan(body, init, None, length=_STEPS)[0]
 
     run = jax.jit(run)
-    run(x, w, b, kernels).block_until_ready()
+    _, y, dx = jax.block_until_ready(run(x, w, b, kernels))
+    outputs = (np.asarray(y), np.asarray(dx))
     times = []
     for _ in range(_REPEATS):
         t0 = time.perf_counter()
-        run(x, w, b, kernels).block_until_ready()
+        jax.block_until_ready(run(x, w, b, kernels))
         times.append((time.perf_counter() - t0) / _STEPS)
         if limit is not None and times[0] > limit:
             break
-    return times
+    return times, outputs

@@ -138,7 +138,7 @@ def test_tuned_convolutions_are_reported(monkeypatch):
     def fake(choice, x, w, b, pads, precision, limit):
         if choice.name == "winograd4, data first":
             raise RuntimeError("RESOURCE_EXHAUSTED: out of memory")
-        return [{"direct": 2e-3, "winograd4, kernel first": 1e-3}.get(choice.name, 5e-3)]
+        return [{"direct": 2e-3, "winograd4, kernel first": 1e-3}.get(choice.name, 5e-3)], None
 
     monkeypatch.setattr(conv_tune, "_time_candidate", fake)
     conv_tune.clear_tuning()
@@ -155,10 +155,13 @@ def test_tuned_convolutions_are_reported(monkeypatch):
     assert "| direct | winograd2, data first |" in header
     row = next(line for line in lines if line.startswith("| 1x16x16x64"))
     assert "| 64 -> 128 | winograd4, kernel first | 2.00 | 5.00 |" in row
-    assert row.endswith("| 5.00 | *failed* | 1.00 |")
+    assert row.endswith("| 5.00 | *failed* | 1.00 |  |")  # no deviations from the fake
     assert "out of memory" in choices[0]["failed"]["winograd4, data first"]
     # The 2x2 map has no tile-4 candidates: its cells are left empty.
-    assert next(line for line in lines if line.startswith("| 1x2x2x8")).endswith("|  |  |")
+    assert next(line for line in lines if line.startswith("| 1x2x2x8")).endswith("|  |  |  |")
+    measured = dict(choices[0], deviation={"winograd2, data first": 3e-7, "winograd4": 2.5e-6})
+    (row,) = [r for r in synthesis_speed.format_conv_choices([measured]) if r.startswith("| 1x1")]
+    assert row.endswith("| 2.5e-06 |")
     assert synthesis_speed.format_conv_choices([]) == []
     skipped = dict(choices[1], skipped="the tuning budget of 0 s was spent (0.0 s)")
     (row,) = [r for r in synthesis_speed.format_conv_choices([skipped]) if r.startswith("| 1x2")]

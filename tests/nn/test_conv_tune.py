@@ -34,7 +34,7 @@ def fake_timer(monkeypatch):
         seconds = speeds.get(choice.name, 1.0)
         if isinstance(seconds, Exception):
             raise seconds
-        return [seconds]
+        return [seconds], None
 
     monkeypatch.setattr(conv_tune, "_time_candidate", fake)
     return timed, speeds
@@ -176,6 +176,9 @@ def test_a_real_measurement_inside_jit_gives_the_direct_result():
     assert record["backend"] == jax.default_backend() and record["dtype"] == "float32"
     assert len(record["seconds"]) == 5 and all(t > 0 for t in record["seconds"].values())
     assert record["seconds"][record["choice"].name] == min(record["seconds"].values())
+    # Every Winograd candidate's output and input gradient against the direct ones.
+    assert sorted(record["deviation"]) == sorted(set(record["seconds"]) - {"direct"})
+    assert all(0 < d < 1e-5 for d in record["deviation"].values()), record["deviation"]
 
 
 def test_vgg_runs_the_tuned_choice_with_prepared_kernels(fake_timer):
