@@ -20,6 +20,9 @@
 #   bash scripts/gpu_bench.sh OUT_DIR [BENCHMARK...]
 #   (default: synthesis; the H200 results of synthesis_tf32 and step are in docs/bench)
 #
+# GPU_BENCH_SMOKE=1 runs the same commands at toy sizes (seconds, on a CPU too): the test
+# suite uses it to check this script's plumbing before a GPU session depends on it.
+#
 # Runs with the machine's own python3 (its CUDA builds of jax and torch): nothing is
 # installed, gen_jax comes from this checkout through PYTHONPATH. Each benchmark has a time
 # limit, and a failed one does not stop the next; OUT_DIR gets each one's .md/.json and one
@@ -59,6 +62,18 @@ print("jax devices:", jax.devices())
 EOF
 } 2>&1 | tee "$log"
 
+if [ "${GPU_BENCH_SMOKE:-0}" = 1 ]; then
+  both=(--sizes 32,16 --iterations 2,2 --repeats 1 --check_size 16)
+  one=(--sizes 16 --iterations 2 --repeats 1 --check_size 16)
+  step=(--image_size 28 --batch_size 4 --steps 2 --chunk 2 --warmup 1 --repeats 1 --ngf 8 --ndf 8)
+  budget=${TUNE_BUDGET_S:-2}
+else
+  both=(--sizes 512,256 --iterations 500,200 --repeats 3)
+  one=(--sizes 512 --iterations 500 --repeats 1)
+  step=(--image_size 64 --batch_size 64)
+  budget=${TUNE_BUDGET_S:-240}
+fi
+
 status=0
 run() {  # run LIMIT_S NAME ARGS...: one benchmark, its output appended to the log
   local limit=$1 name=$2
@@ -72,21 +87,19 @@ run() {  # run LIMIT_S NAME ARGS...: one benchmark, its output appended to the l
 
 if [[ $wanted == *" synthesis "* ]]; then
   run "${SYNTHESIS_LIMIT_S:-540}" synthesis -m benchmarks.synthesis_speed \
-    --sizes 512,256 --iterations 500,200 --repeats 3 --conv-algorithm auto,tune \
-    --tune-budget-s "${TUNE_BUDGET_S:-240}" --out "$out/synthesis_gpu.md"
+    "${both[@]}" --conv-algorithm auto,tune --tune-budget-s "$budget" \
+    --out "$out/synthesis_gpu.md"
 fi
 if [[ $wanted == *" synthesis_tf32 "* ]]; then
   run "${SYNTHESIS_TF32_LIMIT_S:-200}" synthesis_tf32 -m benchmarks.synthesis_speed \
-    --sizes 512 --iterations 500 --repeats 1 --precision default \
-    --out "$out/synthesis_gpu_tf32.md"
+    "${one[@]}" --precision default --out "$out/synthesis_gpu_tf32.md"
 fi
 if [[ $wanted == *" synthesis_winograd "* ]]; then
   run "${SYNTHESIS_WINOGRAD_LIMIT_S:-200}" synthesis_winograd -m benchmarks.synthesis_speed \
-    --sizes 512 --iterations 500 --repeats 1 --conv-algorithm winograd \
-    --out "$out/synthesis_gpu_winograd.md"
+    "${one[@]}" --conv-algorithm winograd --out "$out/synthesis_gpu_winograd.md"
 fi
 if [[ $wanted == *" step "* ]]; then
-  run "${STEP_LIMIT_S:-150}" step -m benchmarks.step_speed --image_size 64 --batch_size 64 \
+  run "${STEP_LIMIT_S:-150}" step -m benchmarks.step_speed "${step[@]}" \
     --out "$out/step_gpu_64.json" --markdown "$out/step_gpu_64.md"
 fi
 exit $status
