@@ -25,9 +25,9 @@ The measurement runs while the caller's program is being traced (under
 dtype and precision (including `jax.default_matmul_precision`'s). It costs a compile and
 a few runs per candidate, seconds per shape on a CPU; `tuning_records` lists what was
 measured and chosen. `set_tuning_budget` caps the measuring time of a process: past it,
-new shapes take ``"auto"``'s fixed rule unmeasured. A convolution sharded over devices is tuned at its whole shape on
-one device. Only float32 and float64 inputs are tuned; 16-bit floats stay direct, as
-under ``"auto"`` (Winograd's transforms lose too much there).
+new shapes take ``"auto"``'s fixed rule unmeasured. A convolution sharded over devices is
+tuned at its whole shape on one device. Only float32 and float64 inputs are tuned; 16-bit
+floats stay direct, as under ``"auto"`` (Winograd's transforms lose too much there).
 """
 
 from __future__ import annotations
@@ -222,8 +222,8 @@ def tuning_records() -> list[dict[str, Any]]:
     of each candidate that could not run (by name), ``deviation``, each Winograd
     candidate's relative L2 distance from the direct convolution's output and input
     gradient on the timing's inputs (the larger of the two), ``measure_s``, what the
-    measurement took, compiles included, and ``skipped``, why nothing was measured, for shapes that
-    came after `set_tuning_budget`'s cap."""
+    measurement took, compiles included, and ``skipped``, why nothing was measured, for
+    shapes that came after `set_tuning_budget`'s cap."""
     with _lock:
         return [dict(r) for r in _records.values()]
 
