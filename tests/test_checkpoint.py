@@ -55,7 +55,7 @@ def test_round_trip_restores_every_leaf(tmp_path):
     # Only the init's draws use the classic threefry: jax 0.10's default compiles slowly on
     # XLA:CPU for some conv-kernel shapes.
     with jax.threefry_partitionable(False):
-        make = lambda seed: create_gan_state(  # noqa: E731
+        make = lambda seed: create_gan_state(
             jax.random.PRNGKey(seed),
             TinyDCGANGenerator(),
             TinyDCGANDiscriminator(),
@@ -192,7 +192,8 @@ def _assert_restorable(workdir, ckpt, step):
     assert int(restored.step) == step
     for leaf in jax.tree.leaves(restored):
         assert np.all(np.isfinite(leaf))
-    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
     assert [r["step"] for r in rows] == list(range(2, step + 1, 2))
 
 

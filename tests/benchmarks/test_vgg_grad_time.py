@@ -7,7 +7,7 @@ _REPO_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 if _REPO_ROOT not in sys.path:  # `benchmarks` is a top-level folder, not an installed package.
     sys.path.insert(0, _REPO_ROOT)
 
-from benchmarks import vgg_grad_time  # noqa: E402
+from benchmarks import vgg_grad_time
 
 
 def test_vgg_grad_time_tiny(capsys):

@@ -147,14 +147,14 @@ def test_search_order(tmp_path, monkeypatch):
     "kwargs, bad_file, message",
     [
         (
-            dict(image_shape=(27, 28)),
+            {"image_shape": (27, 28)},
             "images",
             r"expected uint8 images of shape \[N, 28, 28\], found uint8 \[2, 27, 28\]",
         ),
-        (dict(label_dtype=np.int32), "labels", r"expected uint8 labels .* found int32 \[2\]"),
-        (dict(num_labels=1), "images", "expected as many labels as images, found 2 images and 1"),
-        (dict(n=3), "images", "expected 2 examples for split 'test', found 3"),
-        (dict(label=10), "labels", r"expected labels in \[0, 9\], found 10"),
+        ({"label_dtype": np.int32}, "labels", r"expected uint8 labels .* found int32 \[2\]"),
+        ({"num_labels": 1}, "images", "expected as many labels as images, found 2 images and 1"),
+        ({"n": 3}, "images", "expected 2 examples for split 'test', found 3"),
+        ({"label": 10}, "labels", r"expected labels in \[0, 9\], found 10"),
     ],
 )
 def test_validation(tmp_path, kwargs, bad_file, message):
@@ -228,7 +228,7 @@ def tiny_remote(tmp_path, monkeypatch, tiny_counts):
 def test_download(tmp_path, tiny_remote, explicit_dir):
     target = tmp_path / ("explicit" if explicit_dir else "home/.cache/gen_jax/fashion-mnist")
     data_dir = target if explicit_dir else None
-    images, labels = load_fashion_mnist("test", data_dir=data_dir, download=True)
+    _, labels = load_fashion_mnist("test", data_dir=data_dir, download=True)
     np.testing.assert_array_equal(labels, [5, 5])
     assert sorted(p.name for p in target.iterdir()) == [
         "t10k-images-idx3-ubyte.gz",
@@ -299,7 +299,7 @@ def test_real_data(split, n):
 @requires_real_data
 def test_real_data_found_via_system_dir(monkeypatch):
     monkeypatch.setattr(fm, "_SYSTEM_DIR", REAL_DIR)
-    images, labels = load_fashion_mnist("test", verify_checksum=True)
+    images, _ = load_fashion_mnist("test", verify_checksum=True)
     assert images.shape == (10000, 28, 28)
 
 
@@ -308,7 +308,7 @@ def test_real_download_is_checksummed(tmp_path, monkeypatch):
     # Debian's re-compressed .gz differ from Zalando's; the payload checksums must match.
     calls = []
     _serve_from(monkeypatch, REAL_DIR, calls)
-    images, labels = load_fashion_mnist("test", data_dir=tmp_path / "dl", download=True)
+    images, _ = load_fashion_mnist("test", data_dir=tmp_path / "dl", download=True)
     assert len(calls) == 2 and images.shape == (10000, 28, 28)
     assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == [
         "t10k-images-idx3-ubyte.gz",
