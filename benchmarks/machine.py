@@ -8,7 +8,13 @@ from typing import Any
 
 import jax
 
-__all__ = ["cpu_model", "describe_devices", "schedulable_cores", "speed_environment"]
+__all__ = [
+    "cpu_model",
+    "describe_devices",
+    "format_environment",
+    "schedulable_cores",
+    "speed_environment",
+]
 
 # Environment variables that change how fast the benchmarked code runs: XLA's options, and
 # glibc's allocator (GLIBC_TUNABLES=glibc.malloc.hugetlb=1 asks for transparent huge pages).
@@ -67,3 +73,10 @@ def describe_devices() -> dict[str, Any]:
         },
         "environment": speed_environment(),
     }
+
+
+def format_environment(env: dict[str, str]) -> str:
+    """The fact line for `benchmarks.machine.speed_environment`'s result."""
+    thp = f"transparent huge pages `{env['thp']}`" if "thp" in env else "no THP setting found"
+    set_vars = ", ".join(f"`{k}={v}`" for k, v in env.items() if k != "thp")
+    return f"environment: {thp}; " + (set_vars or f"none of {', '.join(SPEED_ENV)} set")

@@ -61,7 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.flops import xla_flops
-from benchmarks.machine import SPEED_ENV, describe_devices
+from benchmarks.machine import describe_devices, format_environment
 from benchmarks.report import check_out_paths, write_text
 from gen_jax.models.feature_nets import get_feature_net
 from gen_jax.models.vgg import vgg_layer_names
@@ -1030,13 +1030,6 @@ def format_conv_choices(choices: list[dict[str, Any]]) -> list[str]:
 
 # ---------------------------------------------------------------------------------------
 # Output.
-
-
-def format_environment(env: dict[str, str]) -> str:
-    """The fact line for `benchmarks.machine.speed_environment`'s result."""
-    thp = f"transparent huge pages `{env['thp']}`" if "thp" in env else "no THP setting found"
-    set_vars = ", ".join(f"`{k}={v}`" for k, v in env.items() if k != "thp")
-    return f"environment: {thp}; " + (set_vars or f"none of {', '.join(SPEED_ENV)} set")
 
 
 def _fmt_ratio(x: float | None) -> str:

@@ -8,7 +8,7 @@ if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
 from benchmarks import machine
-from benchmarks.synthesis_speed import format_environment
+from benchmarks.machine import format_environment
 
 
 def test_speed_environment_reports_the_variables_that_are_set(monkeypatch):
