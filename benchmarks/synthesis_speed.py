@@ -739,10 +739,8 @@ def equal_work_check(
     """Loss and gradient of both implementations at one perturbed image of `check_size`,
     gen_jax's convolutions by ``algorithm`` (None: ``jax_loss``'s own)."""
     if algorithm is not None:
-        module, jax_loss = (
-            module.clone(conv_algorithm=algorithm),
-            with_algorithm(jax_loss, algorithm),
-        )
+        jax_loss = with_algorithm(jax_loss, algorithm)
+        module = jax_loss.module
     content, style, _ = load_images(cfg.check_size, cfg.seed)
     targets, grams = _targets(module, params, jax_loss, torch_loss, content, style, "highest")
     noise = np.random.default_rng(cfg.seed).uniform(-0.1, 0.1, content.shape).astype(np.float32)
@@ -847,7 +845,7 @@ def _run(cfg: BenchConfig, log: Log, on_size) -> dict[str, Any]:
     def result(partial: str | None = None) -> dict[str, Any]:
         return _result_of(cfg, device, image_desc, network, checks, rows, notes, partial)
 
-    for size, steps in zip(cfg.sizes, cfg.iterations):
+    for done, (size, steps) in enumerate(zip(cfg.sizes, cfg.iterations), 1):
         content, style, _ = load_images(size, cfg.seed)
         targets, grams = _targets(
             module, params, jax_loss, torch_loss, content, style, cfg.precision
@@ -909,9 +907,8 @@ def _run(cfg: BenchConfig, log: Log, on_size) -> dict[str, Any]:
                 )
         rows += size_rows
 
-        if on_size is not None and size != cfg.sizes[-1]:
-            done = cfg.sizes[: cfg.sizes.index(size) + 1]
-            missing = ", ".join(str(s) for s in cfg.sizes[len(done) :])
+        if on_size is not None and done < len(cfg.sizes):
+            missing = ", ".join(str(s) for s in cfg.sizes[done:])
             on_size(
                 result(
                     f"PARTIAL RESULT: sizes {missing} px not measured yet"
@@ -996,9 +993,9 @@ def format_conv_choices(choices: list[dict[str, Any]]) -> list[str]:
         "",
         (
             "Convolutions chosen by `conv_algorithm='tune'` (`gen_jax.nn.conv_tune`): ms per "
-            "forward pass and input gradient of conv + bias + ReLU, measured before the runs "
-            f"(the targets' and the check's shapes included; {total:.1f} s of measuring, "
-            "untimed; *failed*: the candidate could not compile or run, see the JSON; the last "
+            "forward pass and input gradient of conv + bias + ReLU, measured outside the "
+            f"timed runs (the targets' and the check's shapes included; {total:.1f} s of "
+            "measuring; *failed*: the candidate could not compile or run, see the JSON; the last "
             "column: the Winograd candidates' largest relative L2 distance from the direct "
             "convolution's output and input gradient, each candidate's in the JSON):"
         ),
