@@ -22,9 +22,11 @@ how they bracket, so an iteration may cost a different number of loss-and-gradie
 evaluations on each side; both are counted (``OptimizeResult.evaluations`` plus the
 initial one; a counter in PyTorch's closure) and both rates are reported. After the
 timings, one loss-and-gradient evaluation at a small size is compared between the two
-implementations (at the highest matmul/conv precision) to show that they compute the same
-function (afterwards, so that a run cut short by a time limit keeps its timed sizes); the
-loss at the start image of every size is compared too.
+implementations (at the highest matmul/conv precision) and with the same objective in
+float64 (PyTorch on the CPU), to show that they compute the same function and how closely
+each side's float32 rounding follows it (afterwards, so that a run cut short by a time
+limit keeps its timed sizes; `check_passed` gives the verdict); the loss at the start
+image of every size is compared too.
 
 Several ``--conv-algorithm`` values (say ``auto,tune``) give one gen_jax row per algorithm
 at every size, each with its own equal-work check, all timed against the same PyTorch
@@ -96,7 +98,12 @@ LBFGS_HISTORY = 10
 # torch); optax's zoom search gets the same budget.
 MAX_LINESEARCH_STEPS = 25
 ADAM_LEARNING_RATE = 0.02  # optimize_image's default for pixels in [0, 1].
+# The equal-work check (`check_passed`): gen_jax's loss and gradient (relative L2) against
+# the float64 ones, and a pixel's gradient against float64's as a fraction of its largest
+# magnitude (`pixels_off`).
 CHECK_RTOL = 1e-4
+CHECK_GRAD_RTOL = 1e-3
+CHECK_PIXEL_TOL = 1e-3
 
 # JAX's compile-time events: tracing, lowering to MLIR, XLA compilation.
 _COMPILE_EVENTS = (
@@ -454,10 +461,12 @@ class TorchStyleLoss:
         tv_weight: float,
         device: Any,
         channels_last: bool,
+        dtype: str = "float32",
     ):
         import torch
 
         self.torch, self.device = torch, device
+        self.dtype = getattr(torch, dtype)
         self.content_layers, self.style_layers = tuple(content_layers), tuple(style_layers)
         self.style_layer_weights = tuple(style_layer_weights)
         self.alpha, self.beta, self.tv_weight = alpha, beta, tv_weight
@@ -468,18 +477,25 @@ class TorchStyleLoss:
         inplace = not any(n.startswith("conv") for n in self.wanted)
         net, self.names = build_torch_vgg(params, pooling, last, inplace_relu=inplace)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.net = net.to(device, memory_format=self.memory_format).eval()
+        self.net = net.to(device=device, dtype=self.dtype, memory_format=self.memory_format).eval()
         self.content_targets: dict[str, Any] = {}
         self.style_grams: dict[str, Any] = {}
 
+    def image(self, hwc: np.ndarray):
+        """An [H, W, 3] image as this loss's input: [1, 3, H, W] on its device, in its dtype."""
+        nchw = np.ascontiguousarray(np.asarray(hwc).transpose(2, 0, 1)[None])
+        return self.torch.from_numpy(nchw).to(device=self.device, dtype=self.dtype)
+
     def _preprocess(self, x):
         torch = self.torch
+
+        def constant(values):
+            return torch.tensor(values, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+
         if self.preprocessing == "torch":
-            mean = torch.tensor(_TORCH_MEAN, device=x.device).view(1, 3, 1, 1)
-            std = torch.tensor(_TORCH_STD, device=x.device).view(1, 3, 1, 1)
-            return (x - mean) / std
+            return (x - constant(_TORCH_MEAN)) / constant(_TORCH_STD)
         if self.preprocessing == "caffe":
-            mean = torch.tensor(_CAFFE_MEAN_BGR, device=x.device).view(1, 3, 1, 1)
+            mean = constant(_CAFFE_MEAN_BGR)
             return x.flip(1) * 255.0 - mean
         return x
 
@@ -554,14 +570,14 @@ def torch_float32(torch, enabled: bool = True) -> Iterator[None]:
 
 
 def torch_loss_and_grad(loss: TorchStyleLoss, image_hwc: np.ndarray) -> tuple[float, np.ndarray]:
-    """One loss-and-gradient evaluation at full float32 precision (no TF32), grad as HWC."""
+    """One loss-and-gradient evaluation in the loss's dtype (float32 without TF32, or
+    float64), the gradient as float64 HWC."""
     torch = loss.torch
-    x = torch.from_numpy(image_hwc.transpose(2, 0, 1)[None].copy()).to(loss.device)
-    x.requires_grad_(True)
+    x = loss.image(image_hwc).requires_grad_(True)
     with torch_float32(torch):
         value = loss(x)
         value.backward()
-    return float(value.detach()), x.grad[0].permute(1, 2, 0).cpu().numpy()
+    return float(value.detach()), x.grad[0].permute(1, 2, 0).cpu().double().numpy()
 
 
 class _TorchRunner:
@@ -573,7 +589,7 @@ class _TorchRunner:
     def __init__(self, cfg: BenchConfig, loss: TorchStyleLoss, x0_hwc: np.ndarray, steps: int):
         torch = loss.torch
         self.torch, self.cfg, self.loss, self.steps = torch, cfg, loss, steps
-        self.x0 = torch.from_numpy(x0_hwc.transpose(2, 0, 1)[None].copy()).to(loss.device)
+        self.x0 = loss.image(x0_hwc)
         self.info: dict[str, Any] = {}
 
     def _sync(self) -> None:
@@ -685,8 +701,10 @@ def _relative(a: float, b: float) -> float:
     return abs(a - b) / max(abs(a), abs(b), 1e-30)
 
 
-def _make_losses(cfg: BenchConfig, module, params, torch_device, channels_last: bool):
-    """The gen_jax `PerceptualLoss` and, with a device, its PyTorch twin."""
+def _make_losses(
+    cfg: BenchConfig, module, params, torch_device, channels_last: bool, torch_dtype="float32"
+):
+    """The gen_jax `PerceptualLoss` and, with a device, its PyTorch twin (in ``torch_dtype``)."""
     weights = tuple(1.0 / len(GATYS_STYLE_LAYERS) for _ in GATYS_STYLE_LAYERS)
     jax_loss = PerceptualLoss(
         module,
@@ -711,6 +729,7 @@ def _make_losses(cfg: BenchConfig, module, params, torch_device, channels_last: 
         tv_weight=cfg.tv_weight,
         device=torch_device,
         channels_last=channels_last,
+        dtype=torch_dtype,
     )
     return jax_loss, torch_loss
 
@@ -723,45 +742,117 @@ def _targets(module, params, jax_loss, torch_loss, content, style, precision: st
     targets = content_targets(module, params, content, jax_loss.content_layers, precision=prec)
     grams = style_grams(module, params, style, jax_loss.style_layers, precision=prec)
     if torch_loss is not None:
-        torch = torch_loss.torch
-
-        def nchw(a):
-            return torch.from_numpy(a.transpose(2, 0, 1)[None].copy()).to(torch_loss.device)
-
-        with torch_float32(torch, highest):
-            torch_loss.set_targets(nchw(content), nchw(style))
+        with torch_float32(torch_loss.torch, highest):
+            torch_loss.set_targets(torch_loss.image(content), torch_loss.image(style))
     return targets, grams
 
 
+def check_image(size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(content, style, image) of the equal-work check: the image is the content image plus
+    uniform noise of +-0.1, off the content image so that every term is non-zero."""
+    content, style, _ = load_images(size, seed)
+    noise = np.random.default_rng(seed).uniform(-0.1, 0.1, content.shape).astype(np.float32)
+    return content, style, np.clip(content + noise, 0.0, 1.0)
+
+
+def check_references(cfg: BenchConfig, module, params, torch_loss) -> dict[str, Any]:
+    """What every gen_jax algorithm's equal-work check is compared with, computed once:
+    PyTorch's loss and gradient at the check image on its device (float32, targets
+    included), and the same objective in float64 on the CPU (PyTorch's twin in float64,
+    its targets in float64 too), the reference both float32 sides are measured against."""
+    content, style, image = check_image(cfg.check_size, cfg.seed)
+    with torch_float32(torch_loss.torch):
+        torch_loss.set_targets(torch_loss.image(content), torch_loss.image(style))
+    t_value, t_grad = torch_loss_and_grad(torch_loss, image)
+    _, exact = _make_losses(
+        cfg, module, params, torch_loss.torch.device("cpu"), False, torch_dtype="float64"
+    )
+    with torch_loss.torch.no_grad():
+        exact.set_targets(exact.image(content), exact.image(style))
+    x_value, x_grad = torch_loss_and_grad(exact, image)
+    return {"torch": (t_value, t_grad), "float64": (x_value, x_grad)}
+
+
+def _relative_l2(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
+
+
+def pixels_off(grad: np.ndarray, exact: np.ndarray) -> int:
+    """Pixels of an HWC gradient with any channel further than `CHECK_PIXEL_TOL` times the
+    exact gradient's largest magnitude from it. A max-pool choice moved by rounding shows
+    as one small cluster of such pixels (the pool window's receptive field); a different
+    computation, as pixels everywhere."""
+    tol = CHECK_PIXEL_TOL * float(np.abs(exact).max())
+    return int(np.count_nonzero(np.abs(grad - exact).max(axis=-1) > tol))
+
+
+def check_passed(check: dict[str, Any]) -> bool:
+    """The equal-work verdict: gen_jax's loss and gradient are within `CHECK_RTOL` and
+    `CHECK_GRAD_RTOL` of the float64 ones, or no further from them than PyTorch's own.
+
+    The second clause is there because the objective's gradient is not continuous: a
+    ReLU or max-pool choice between nearly tied inputs moves with rounding, and moves a
+    block of the gradient with it. Two float32 implementations can then differ by more
+    than either differs from the exact value (an H200 run's PyTorch and gen_jax gradients
+    differed by 3.2e-3); the question the check answers is whether gen_jax computes the
+    same function at least as accurately as the reference implementation does.
+    """
+    return bool(
+        check["loss_error_gen_jax"] <= max(CHECK_RTOL, check["loss_error_torch"])
+        and check["grad_error_gen_jax"] <= max(CHECK_GRAD_RTOL, check["grad_error_torch"])
+    )
+
+
 def equal_work_check(
-    cfg, module, params, jax_loss, torch_loss, log: Log, algorithm: str | None = None
+    cfg,
+    module,
+    params,
+    jax_loss,
+    torch_loss,
+    log: Log,
+    algorithm: str | None = None,
+    references: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Loss and gradient of both implementations at one perturbed image of `check_size`,
-    gen_jax's convolutions by ``algorithm`` (None: ``jax_loss``'s own)."""
+    """Loss and gradient of both implementations, and of the float64 reference, at one
+    perturbed image of `check_size`, gen_jax's convolutions by ``algorithm`` (None:
+    ``jax_loss``'s own); ``references``: `check_references`'s (None: computed here)."""
     if algorithm is not None:
         jax_loss = with_algorithm(jax_loss, algorithm)
         module = jax_loss.module
-    content, style, _ = load_images(cfg.check_size, cfg.seed)
-    targets, grams = _targets(module, params, jax_loss, torch_loss, content, style, "highest")
-    noise = np.random.default_rng(cfg.seed).uniform(-0.1, 0.1, content.shape).astype(np.float32)
-    image = np.clip(content + noise, 0.0, 1.0)  # off the content image: every term non-zero
+    if references is None:
+        references = check_references(cfg, module, params, torch_loss)
+    content, style, image = check_image(cfg.check_size, cfg.seed)
+    targets, grams = _targets(module, params, jax_loss, None, content, style, "highest")
     j_value, j_grad = jax_loss_and_grad(jax_loss, image, params, targets, grams)
-    t_value, t_grad = torch_loss_and_grad(torch_loss, image)
-    grad_diff = float(np.linalg.norm(j_grad - t_grad) / max(np.linalg.norm(t_grad), 1e-30))
+    j_grad = np.asarray(j_grad, np.float64)
+    t_value, t_grad = references["torch"]
+    x_value, x_grad = references["float64"]
     check = {
         "conv_algorithm": getattr(jax_loss.module, "conv_algorithm", None),
         "size": cfg.check_size,
         "loss_gen_jax": j_value,
         "loss_torch": t_value,
+        "loss_float64": x_value,
         "loss_rel_diff": _relative(j_value, t_value),
-        "grad_rel_l2_diff": grad_diff,
+        "grad_rel_l2_diff": _relative_l2(j_grad, t_grad),
+        "loss_error_gen_jax": _relative(j_value, x_value),
+        "loss_error_torch": _relative(t_value, x_value),
+        "grad_error_gen_jax": _relative_l2(j_grad, x_grad),
+        "grad_error_torch": _relative_l2(t_grad, x_grad),
+        "pixels_off_gen_jax": pixels_off(j_grad, x_grad),
+        "pixels_off_torch": pixels_off(t_grad, x_grad),
+        "pixels": cfg.check_size * cfg.check_size,
         "rtol": CHECK_RTOL,
+        "grad_rtol": CHECK_GRAD_RTOL,
     }
-    check["passed"] = bool(check["loss_rel_diff"] <= CHECK_RTOL and grad_diff <= 10 * CHECK_RTOL)
+    check["passed"] = check_passed(check)
     log(
         f"[check, conv {check['conv_algorithm']}] {cfg.check_size} px: loss gen_jax "
-        f"{j_value:.7g}, PyTorch {t_value:.7g} "
-        f"(rel. diff {check['loss_rel_diff']:.1e}); gradient rel. L2 diff {grad_diff:.1e}"
+        f"{j_value:.7g}, PyTorch {t_value:.7g}, float64 {x_value:.7g}; gradient rel. L2 "
+        f"from float64: gen_jax {check['grad_error_gen_jax']:.1e} "
+        f"({check['pixels_off_gen_jax']} pixels off), PyTorch {check['grad_error_torch']:.1e} "
+        f"({check['pixels_off_torch']} pixels off); gen_jax from PyTorch "
+        f"{check['grad_rel_l2_diff']:.1e}"
     )
     return check
 
@@ -917,14 +1008,17 @@ def _run(cfg: BenchConfig, log: Log, on_size) -> dict[str, Any]:
             )
 
     if torch_loss is not None:
+        references = check_references(cfg, module, params, torch_loss)
         for algorithm in cfg.conv_algorithms:
-            check = equal_work_check(cfg, module, params, jax_loss, torch_loss, log, algorithm)
+            check = equal_work_check(
+                cfg, module, params, jax_loss, torch_loss, log, algorithm, references
+            )
             checks.append(check)
             if not check["passed"]:
                 notes.append(
-                    f"EQUAL-WORK CHECK FAILED (conv {algorithm}): the two implementations "
-                    f"disagree beyond rtol {CHECK_RTOL}; the timings compare different "
-                    "computations."
+                    f"EQUAL-WORK CHECK FAILED (conv {algorithm}): gen_jax's loss or gradient "
+                    "is further from the float64 reference than both the tolerance and "
+                    "PyTorch's own; the timings may compare different computations."
                 )
     return result()
 
@@ -1033,6 +1127,91 @@ def _fmt_ratio(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.2f}x"
 
 
+def _fmt_error(check: dict[str, Any], key: str) -> str:
+    return "" if check.get(key) is None else f"{check[key]:.1e}"
+
+
+def format_checks(checks: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[str]:
+    """The equal-work checks' table (one block of rows per gen_jax algorithm) and the loss
+    at each size's start image on both sides."""
+    several = len(checks) > 1
+    status = "passed" if all(c["passed"] for c in checks) else "FAILED"
+    first = checks[0]
+    exact = "loss_float64" in first  # results saved before the float64 reference lack it
+    lines = [
+        (
+            f"Equal-work check ({status}): one loss-and-gradient evaluation at "
+            f"{first['size']}x{first['size']} (the content image plus uniform noise of "
+            "+-0.1), highest matmul/conv precision on both sides, targets included"
+            + (", for each gen_jax convolution algorithm." if several else ".")
+        ),
+    ]
+    if exact:
+        lines[0] += (
+            " The reference is the same objective in float64 (PyTorch's twin on the CPU). "
+            f"It passes when gen_jax's loss is within {first['rtol']:g} and its gradient "
+            f"within {first['grad_rtol']:g} (relative L2) of the float64 ones, or no further "
+            "from them than PyTorch's. *Pixels off*: pixels whose gradient is further from "
+            f"float64's than {CHECK_PIXEL_TOL:g} of its largest entry; rounding that moves a "
+            "max-pool or ReLU choice between near-tied inputs shows as one small cluster."
+        )
+        header = "| quantity | gen_jax | PyTorch | float64 | gen_jax vs PyTorch | gen_jax vs float64 | PyTorch vs float64 |"
+        lines += ["", header, "|---|---:|---:|---:|---:|---:|---:|"]
+    else:
+        lines += [
+            "",
+            "| quantity | gen_jax | PyTorch | relative difference |",
+            "|---|---:|---:|---:|",
+        ]
+    for check in checks:
+        label = f" (conv {check['conv_algorithm']})" if several else ""
+        failed = "" if check["passed"] or not several else " FAILED"
+        if exact:
+            lines += [
+                (
+                    f"| loss{label}{failed} | {check['loss_gen_jax']:.9g} | "
+                    f"{check['loss_torch']:.9g} | {check['loss_float64']:.9g} | "
+                    f"{check['loss_rel_diff']:.1e} | {_fmt_error(check, 'loss_error_gen_jax')} | "
+                    f"{_fmt_error(check, 'loss_error_torch')} |"
+                ),
+                (
+                    f"| gradient, relative L2{label} | | | | {check['grad_rel_l2_diff']:.1e} | "
+                    f"{_fmt_error(check, 'grad_error_gen_jax')} | "
+                    f"{_fmt_error(check, 'grad_error_torch')} |"
+                ),
+                (
+                    f"| pixels off (of {check['pixels']}){label} | {check['pixels_off_gen_jax']} | "
+                    f"{check['pixels_off_torch']} | | | | |"
+                ),
+            ]
+        else:
+            lines += [
+                (
+                    f"| loss{label} | {check['loss_gen_jax']:.9g} | {check['loss_torch']:.9g} | "
+                    f"{check['loss_rel_diff']:.1e} (rtol {check['rtol']:g}{failed}) |"
+                ),
+                f"| gradient{label} | | | {check['grad_rel_l2_diff']:.1e} (L2) |",
+            ]
+    blanks = " | |" if exact else ""
+    for size in dict.fromkeys(row["size"] for row in rows):
+        size_rows = [row for row in rows if row["size"] == size]
+        torch_row = next((r for r in size_rows if r["key"] == TORCH_EAGER), None)
+        if torch_row is None:
+            continue
+        t = torch_row["loss_start"]
+        for row in size_rows:
+            if row is torch_row:
+                continue
+            label = f" ({row['key']})" if several else ""
+            j = row["loss_start"]
+            lines.append(
+                f"| loss at the start image, {size} px{label} | {j:.9g} | {t:.9g} |"
+                + (" |" if exact else "")
+                + f" {_relative(j, t):.1e} |{blanks}"
+            )
+    return lines
+
+
 def format_markdown(result: dict[str, Any]) -> str:
     """The comparison table with its device, work and FLOP context."""
     cfg, dev = result["config"], result["device"]
@@ -1066,46 +1245,7 @@ def format_markdown(result: dict[str, Any]) -> str:
 
     checks = result.get("checks") or ([result["check"]] if result["check"] else [])
     if checks:
-        several = len(checks) > 1
-        status = "passed" if all(c["passed"] for c in checks) else "FAILED"
-        check = checks[0]
-        lines += [
-            "",
-            (
-                f"Equal-work check ({status}): one loss-and-gradient evaluation at "
-                f"{check['size']}x{check['size']} (the content image plus uniform noise of "
-                "+-0.1), highest matmul/conv precision on both sides, targets included"
-                + (", for each gen_jax convolution algorithm:" if several else ":")
-            ),
-            "",
-            "| quantity | gen_jax | PyTorch | relative difference |",
-            "|---|---:|---:|---:|",
-        ]
-        for check in checks:
-            label = f" (conv {check['conv_algorithm']})" if several else ""
-            failed = "" if check["passed"] or not several else ", FAILED"
-            lines += [
-                (
-                    f"| loss{label} | {check['loss_gen_jax']:.9g} | {check['loss_torch']:.9g} | "
-                    f"{check['loss_rel_diff']:.1e} (rtol {check['rtol']:g}{failed}) |"
-                ),
-                f"| gradient{label} | | | {check['grad_rel_l2_diff']:.1e} (L2) |",
-            ]
-        for size in dict.fromkeys(row["size"] for row in result["rows"]):
-            rows = [row for row in result["rows"] if row["size"] == size]
-            torch_row = next((r for r in rows if r["key"] == TORCH_EAGER), None)
-            if torch_row is None:
-                continue
-            t = torch_row["loss_start"]
-            for row in rows:
-                if row is torch_row:
-                    continue
-                label = f" ({row['key']})" if several else ""
-                j = row["loss_start"]
-                lines.append(
-                    f"| loss at the start image, {size} px{label} | {j:.9g} | {t:.9g} | "
-                    f"{_relative(j, t):.1e} |"
-                )
+        lines += ["", *format_checks(checks, result["rows"])]
 
     lines += format_conv_choices(result.get("conv_choices", []))
     jd, cpu = dev["jax"], dev["cpu"]

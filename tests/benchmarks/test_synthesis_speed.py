@@ -80,6 +80,12 @@ def test_main_tiny_run_reports_every_row(tmp_path, algorithms):
         for check in checks:
             assert check["passed"], check
             assert check["loss_rel_diff"] < synthesis_speed.CHECK_RTOL
+            # Both float32 sides near the float64 reference, with no pixel off at 32 px.
+            for side in ("gen_jax", "torch"):
+                assert check[f"loss_error_{side}"] < 1e-5, check
+                assert check[f"grad_error_{side}"] < 1e-4, check
+                assert check[f"pixels_off_{side}"] == 0, check
+            assert check["pixels"] == 32 * 32
         # The same function at the same start image on both sides.
         for row in jax_rows:
             np.testing.assert_allclose(
@@ -95,7 +101,10 @@ def test_main_tiny_run_reports_every_row(tmp_path, algorithms):
     assert ("Equal-work check (passed)" in table) == bool(torch)
     assert "\n- environment: " in table and "environment" in result["device"]
     if torch and several:
-        assert "| loss (conv direct) |" in table and "| gradient (conv auto) |" in table
+        assert (
+            "| loss (conv direct) |" in table and "| gradient, relative L2 (conv auto) |" in table
+        )
+        assert "| pixels off (of 1024) (conv auto) | 0 | 0 |" in table
         assert "| loss at the start image, 32 px (gen_jax[auto]) |" in table
     saved = json.loads(pathlib.Path(synthesis_speed.json_path(str(out))).read_text())
     assert saved["rows"] == json.loads(json.dumps(result["rows"]))
@@ -202,6 +211,65 @@ def test_torch_vgg_matches_gen_jax(pooling):
                 np.testing.assert_allclose(
                     h.numpy().transpose(0, 2, 3, 1), ours[name], rtol=1e-4, atol=1e-4
                 )
+
+
+def _check(**errors):
+    check = {"loss_error_gen_jax": 0.0, "loss_error_torch": 0.0}
+    check |= {"grad_error_gen_jax": 0.0, "grad_error_torch": 0.0}
+    return check | errors
+
+
+@pytest.mark.parametrize(
+    ("errors", "passed"),
+    [
+        ({}, True),
+        # Within the tolerances of float64, whatever PyTorch's error.
+        ({"loss_error_gen_jax": 9e-5, "grad_error_gen_jax": 9e-4}, True),
+        # gen_jax off, PyTorch exact: fails on either quantity.
+        ({"loss_error_gen_jax": 2e-4}, False),
+        ({"grad_error_gen_jax": 2e-3}, False),
+        # PyTorch's own rounding moved a max-pool choice: gen_jax as close or closer passes.
+        ({"grad_error_gen_jax": 2e-3, "grad_error_torch": 3e-3}, True),
+        ({"grad_error_gen_jax": 4e-3, "grad_error_torch": 3e-3}, False),
+        ({"loss_error_gen_jax": 2e-4, "loss_error_torch": 3e-4}, True),
+    ],
+)
+def test_check_passes_when_gen_jax_is_as_close_to_float64_as_the_tolerance_or_pytorch(
+    errors, passed
+):
+    assert synthesis_speed.check_passed(_check(**errors)) is passed
+
+
+def test_pixels_off_counts_pixels_beyond_a_fraction_of_the_largest_entry():
+    exact = np.zeros((8, 8, 3))
+    exact[0, 0, 0] = 10.0  # tolerance 1e-2
+    grad = exact.copy()
+    grad[1, 1, 2] += 0.02  # one channel of one pixel off
+    grad[2, 3] += 0.005  # under the tolerance in every channel
+    grad[4, 4, :] -= 1.0  # every channel of another pixel
+    assert synthesis_speed.pixels_off(grad, exact) == 2
+    assert synthesis_speed.pixels_off(exact, exact) == 0
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+def test_float64_twin_computes_the_float32_objective_in_float64():
+    cfg = synthesis_speed.BenchConfig(sizes=(32,), check_size=32).resolve()
+    content, style, image = synthesis_speed.check_image(32, 0)
+    module, params, _ = synthesis_speed.build_network(cfg, np.stack([content, style]))
+    results = {}
+    for dtype in ("float32", "float64"):
+        _, loss = synthesis_speed._make_losses(
+            cfg, module, params, torch.device("cpu"), False, torch_dtype=dtype
+        )
+        assert all(p.dtype == getattr(torch, dtype) for p in loss.net.parameters())
+        loss.set_targets(loss.image(content), loss.image(style))
+        assert loss.style_grams["relu1_1"].dtype == getattr(torch, dtype)
+        results[dtype] = synthesis_speed.torch_loss_and_grad(loss, image)
+    (v32, g32), (v64, g64) = results["float32"], results["float64"]
+    assert g32.dtype == g64.dtype == np.float64 and g64.shape == image.shape
+    np.testing.assert_allclose(v32, v64, rtol=1e-5)
+    assert np.linalg.norm(g32 - g64) / np.linalg.norm(g64) < 1e-4
+    assert v32 != v64  # the float64 twin did not round through float32
 
 
 @pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
