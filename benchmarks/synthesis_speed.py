@@ -1127,72 +1127,51 @@ def _fmt_ratio(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.2f}x"
 
 
-def _fmt_error(check: dict[str, Any], key: str) -> str:
-    return "" if check.get(key) is None else f"{check[key]:.1e}"
-
-
 def format_checks(checks: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[str]:
     """The equal-work checks' table (one block of rows per gen_jax algorithm) and the loss
     at each size's start image on both sides."""
     several = len(checks) > 1
     status = "passed" if all(c["passed"] for c in checks) else "FAILED"
     first = checks[0]
-    exact = "loss_float64" in first  # results saved before the float64 reference lack it
     lines = [
         (
             f"Equal-work check ({status}): one loss-and-gradient evaluation at "
             f"{first['size']}x{first['size']} (the content image plus uniform noise of "
             "+-0.1), highest matmul/conv precision on both sides, targets included"
-            + (", for each gen_jax convolution algorithm." if several else ".")
-        ),
-    ]
-    if exact:
-        lines[0] += (
-            " The reference is the same objective in float64 (PyTorch's twin on the CPU). "
+            + (", for each gen_jax convolution algorithm. " if several else ". ")
+            + "The reference is the same objective in float64 (PyTorch's twin on the CPU). "
             f"It passes when gen_jax's loss is within {first['rtol']:g} and its gradient "
             f"within {first['grad_rtol']:g} (relative L2) of the float64 ones, or no further "
             "from them than PyTorch's. *Pixels off*: pixels whose gradient is further from "
             f"float64's than {CHECK_PIXEL_TOL:g} of its largest entry; rounding that moves a "
             "max-pool or ReLU choice between near-tied inputs shows as one small cluster."
-        )
-        header = "| quantity | gen_jax | PyTorch | float64 | gen_jax vs PyTorch | gen_jax vs float64 | PyTorch vs float64 |"
-        lines += ["", header, "|---|---:|---:|---:|---:|---:|---:|"]
-    else:
-        lines += [
-            "",
-            "| quantity | gen_jax | PyTorch | relative difference |",
-            "|---|---:|---:|---:|",
-        ]
+        ),
+        "",
+        (
+            "| quantity | gen_jax | PyTorch | float64 | gen_jax vs PyTorch | gen_jax vs float64 "
+            "| PyTorch vs float64 |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for check in checks:
         label = f" (conv {check['conv_algorithm']})" if several else ""
         failed = "" if check["passed"] or not several else " FAILED"
-        if exact:
-            lines += [
-                (
-                    f"| loss{label}{failed} | {check['loss_gen_jax']:.9g} | "
-                    f"{check['loss_torch']:.9g} | {check['loss_float64']:.9g} | "
-                    f"{check['loss_rel_diff']:.1e} | {_fmt_error(check, 'loss_error_gen_jax')} | "
-                    f"{_fmt_error(check, 'loss_error_torch')} |"
-                ),
-                (
-                    f"| gradient, relative L2{label} | | | | {check['grad_rel_l2_diff']:.1e} | "
-                    f"{_fmt_error(check, 'grad_error_gen_jax')} | "
-                    f"{_fmt_error(check, 'grad_error_torch')} |"
-                ),
-                (
-                    f"| pixels off (of {check['pixels']}){label} | {check['pixels_off_gen_jax']} | "
-                    f"{check['pixels_off_torch']} | | | | |"
-                ),
-            ]
-        else:
-            lines += [
-                (
-                    f"| loss{label} | {check['loss_gen_jax']:.9g} | {check['loss_torch']:.9g} | "
-                    f"{check['loss_rel_diff']:.1e} (rtol {check['rtol']:g}{failed}) |"
-                ),
-                f"| gradient{label} | | | {check['grad_rel_l2_diff']:.1e} (L2) |",
-            ]
-    blanks = " | |" if exact else ""
+        lines += [
+            (
+                f"| loss{label}{failed} | {check['loss_gen_jax']:.9g} | "
+                f"{check['loss_torch']:.9g} | {check['loss_float64']:.9g} | "
+                f"{check['loss_rel_diff']:.1e} | {check['loss_error_gen_jax']:.1e} | "
+                f"{check['loss_error_torch']:.1e} |"
+            ),
+            (
+                f"| gradient, relative L2{label} | | | | {check['grad_rel_l2_diff']:.1e} | "
+                f"{check['grad_error_gen_jax']:.1e} | {check['grad_error_torch']:.1e} |"
+            ),
+            (
+                f"| pixels off (of {check['pixels']}){label} | {check['pixels_off_gen_jax']} | "
+                f"{check['pixels_off_torch']} | | | | |"
+            ),
+        ]
     for size in dict.fromkeys(row["size"] for row in rows):
         size_rows = [row for row in rows if row["size"] == size]
         torch_row = next((r for r in size_rows if r["key"] == TORCH_EAGER), None)
@@ -1205,9 +1184,8 @@ def format_checks(checks: list[dict[str, Any]], rows: list[dict[str, Any]]) -> l
             label = f" ({row['key']})" if several else ""
             j = row["loss_start"]
             lines.append(
-                f"| loss at the start image, {size} px{label} | {j:.9g} | {t:.9g} |"
-                + (" |" if exact else "")
-                + f" {_relative(j, t):.1e} |{blanks}"
+                f"| loss at the start image, {size} px{label} | {j:.9g} | {t:.9g} | | "
+                f"{_relative(j, t):.1e} | | |"
             )
     return lines
 
