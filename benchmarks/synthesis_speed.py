@@ -777,13 +777,24 @@ def _relative_l2(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
 
 
-def pixels_off(grad: np.ndarray, exact: np.ndarray) -> int:
-    """Pixels of an HWC gradient with any channel further than `CHECK_PIXEL_TOL` times the
-    exact gradient's largest magnitude from it. A max-pool choice moved by rounding shows
-    as one small cluster of such pixels (the pool window's receptive field); a different
-    computation, as pixels everywhere."""
+def pixels_off(grad: np.ndarray, exact: np.ndarray) -> tuple[int, list[int] | None]:
+    """(count, [first row, last row, first column, last column] or None): the pixels of an
+    HWC gradient with any channel further than `CHECK_PIXEL_TOL` times the exact
+    gradient's largest magnitude from it, and the box around them. A max-pool choice moved
+    by rounding shows as one small box of such pixels (about the pool window's receptive
+    field); a different computation, as pixels everywhere."""
     tol = CHECK_PIXEL_TOL * float(np.abs(exact).max())
-    return int(np.count_nonzero(np.abs(grad - exact).max(axis=-1) > tol))
+    rows, cols = np.nonzero(np.abs(grad - exact).max(axis=-1) > tol)
+    if rows.size == 0:
+        return 0, None
+    return int(rows.size), [int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())]
+
+
+def _fmt_pixels_off(check: dict[str, Any], side: str) -> str:
+    count, box = check[f"pixels_off_{side}"], check[f"pixels_off_box_{side}"]
+    if box is None:
+        return f"{count}"
+    return f"{count} (rows {box[0]}-{box[1]}, columns {box[2]}-{box[3]})"
 
 
 def check_passed(check: dict[str, Any]) -> bool:
@@ -839,12 +850,12 @@ def equal_work_check(
         "loss_error_torch": _relative(t_value, x_value),
         "grad_error_gen_jax": _relative_l2(j_grad, x_grad),
         "grad_error_torch": _relative_l2(t_grad, x_grad),
-        "pixels_off_gen_jax": pixels_off(j_grad, x_grad),
-        "pixels_off_torch": pixels_off(t_grad, x_grad),
         "pixels": cfg.check_size * cfg.check_size,
         "rtol": CHECK_RTOL,
         "grad_rtol": CHECK_GRAD_RTOL,
     }
+    for side, grad in (("gen_jax", j_grad), ("torch", t_grad)):
+        check[f"pixels_off_{side}"], check[f"pixels_off_box_{side}"] = pixels_off(grad, x_grad)
     check["passed"] = check_passed(check)
     log(
         f"[check, conv {check['conv_algorithm']}] {cfg.check_size} px: loss gen_jax "
@@ -1143,8 +1154,9 @@ def format_checks(checks: list[dict[str, Any]], rows: list[dict[str, Any]]) -> l
             f"It passes when gen_jax's loss is within {first['rtol']:g} and its gradient "
             f"within {first['grad_rtol']:g} (relative L2) of the float64 ones, or no further "
             "from them than PyTorch's. *Pixels off*: pixels whose gradient is further from "
-            f"float64's than {CHECK_PIXEL_TOL:g} of its largest entry; rounding that moves a "
-            "max-pool or ReLU choice between near-tied inputs shows as one small cluster."
+            f"float64's than {CHECK_PIXEL_TOL:g} of its largest entry, and the box around them; "
+            "rounding that moves a max-pool or ReLU choice between near-tied inputs shows "
+            "as one small box."
         ),
         "",
         (
@@ -1168,8 +1180,9 @@ def format_checks(checks: list[dict[str, Any]], rows: list[dict[str, Any]]) -> l
                 f"{check['grad_error_gen_jax']:.1e} | {check['grad_error_torch']:.1e} |"
             ),
             (
-                f"| pixels off (of {check['pixels']}){label} | {check['pixels_off_gen_jax']} | "
-                f"{check['pixels_off_torch']} | | | | |"
+                f"| pixels off (of {check['pixels']}){label} | "
+                f"{_fmt_pixels_off(check, 'gen_jax')} | {_fmt_pixels_off(check, 'torch')} "
+                "| | | | |"
             ),
         ]
     for size in dict.fromkeys(row["size"] for row in rows):

@@ -85,6 +85,7 @@ def test_main_tiny_run_reports_every_row(tmp_path, algorithms):
                 assert check[f"loss_error_{side}"] < 1e-5, check
                 assert check[f"grad_error_{side}"] < 1e-4, check
                 assert check[f"pixels_off_{side}"] == 0, check
+                assert check[f"pixels_off_box_{side}"] is None, check
             assert check["pixels"] == 32 * 32
         # The same function at the same start image on both sides.
         for row in jax_rows:
@@ -247,8 +248,8 @@ def test_pixels_off_counts_pixels_beyond_a_fraction_of_the_largest_entry():
     grad[1, 1, 2] += 0.02  # one channel of one pixel off
     grad[2, 3] += 0.005  # under the tolerance in every channel
     grad[4, 4, :] -= 1.0  # every channel of another pixel
-    assert synthesis_speed.pixels_off(grad, exact) == 2
-    assert synthesis_speed.pixels_off(exact, exact) == 0
+    assert synthesis_speed.pixels_off(grad, exact) == (2, [1, 4, 1, 4])
+    assert synthesis_speed.pixels_off(exact, exact) == (0, None)
 
 
 @pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
