@@ -742,9 +742,14 @@ def _targets(module, params, jax_loss, torch_loss, content, style, precision: st
     targets = content_targets(module, params, content, jax_loss.content_layers, precision=prec)
     grams = style_grams(module, params, style, jax_loss.style_layers, precision=prec)
     if torch_loss is not None:
-        with torch_float32(torch_loss.torch, highest):
-            torch_loss.set_targets(torch_loss.image(content), torch_loss.image(style))
+        _set_torch_targets(torch_loss, content, style, highest)
     return targets, grams
+
+
+def _set_torch_targets(loss: TorchStyleLoss, content, style, highest: bool = True) -> None:
+    """``loss``'s targets from HWC images, TF32 off when ``highest``."""
+    with torch_float32(loss.torch, highest):
+        loss.set_targets(loss.image(content), loss.image(style))
 
 
 def check_image(size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -761,20 +766,14 @@ def check_references(cfg: BenchConfig, module, params, torch_loss) -> dict[str, 
     included), and the same objective in float64 on the CPU (PyTorch's twin in float64,
     its targets in float64 too), the reference both float32 sides are measured against."""
     content, style, image = check_image(cfg.check_size, cfg.seed)
-    with torch_float32(torch_loss.torch):
-        torch_loss.set_targets(torch_loss.image(content), torch_loss.image(style))
+    _set_torch_targets(torch_loss, content, style)
     t_value, t_grad = torch_loss_and_grad(torch_loss, image)
     _, exact = _make_losses(
         cfg, module, params, torch_loss.torch.device("cpu"), False, torch_dtype="float64"
     )
-    with torch_loss.torch.no_grad():
-        exact.set_targets(exact.image(content), exact.image(style))
+    _set_torch_targets(exact, content, style)
     x_value, x_grad = torch_loss_and_grad(exact, image)
     return {"torch": (t_value, t_grad), "float64": (x_value, x_grad)}
-
-
-def _relative_l2(got: np.ndarray, want: np.ndarray) -> float:
-    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
 
 
 def pixels_off(grad: np.ndarray, exact: np.ndarray) -> tuple[int, list[int] | None]:
@@ -845,11 +844,11 @@ def equal_work_check(
         "loss_torch": t_value,
         "loss_float64": x_value,
         "loss_rel_diff": _relative(j_value, t_value),
-        "grad_rel_l2_diff": _relative_l2(j_grad, t_grad),
+        "grad_rel_l2_diff": conv_tune.relative_l2(j_grad, t_grad),
         "loss_error_gen_jax": _relative(j_value, x_value),
         "loss_error_torch": _relative(t_value, x_value),
-        "grad_error_gen_jax": _relative_l2(j_grad, x_grad),
-        "grad_error_torch": _relative_l2(t_grad, x_grad),
+        "grad_error_gen_jax": conv_tune.relative_l2(j_grad, x_grad),
+        "grad_error_torch": conv_tune.relative_l2(t_grad, x_grad),
         "pixels": cfg.check_size * cfg.check_size,
         "rtol": CHECK_RTOL,
         "grad_rtol": CHECK_GRAD_RTOL,

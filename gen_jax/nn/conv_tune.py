@@ -48,6 +48,7 @@ __all__ = [
     "Choice",
     "candidates",
     "clear_tuning",
+    "relative_l2",
     "set_tuning_budget",
     "tuned_choice",
     "tuning_budget",
@@ -264,14 +265,15 @@ def _measure(lhs_shape, rhs_shape, pads, dtype, precision, device) -> dict[str, 
             if choice.tile is None:
                 reference = outputs
             elif outputs is not None and reference is not None:
-                deviation[choice.name] = max(map(_relative_l2, outputs, reference))
+                deviation[choice.name] = max(map(relative_l2, outputs, reference))
             if best is None or t < best[0]:
                 best = (t, choice)
     return {"choice": best[1], "seconds": seconds, "failed": failed, "deviation": deviation}
 
 
-def _relative_l2(got: np.ndarray, want: np.ndarray) -> float:
-    want = want.astype(np.float64)
+def relative_l2(got: np.ndarray, want: np.ndarray) -> float:
+    """``||got - want|| / ||want||``, in float64."""
+    want = np.asarray(want, np.float64)
     return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-300))
 
 
