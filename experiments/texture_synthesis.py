@@ -10,12 +10,16 @@ Ustyuzhaninov et al. (ICLR 2017, arXiv:1606.00021), matching the Gram matrix of 
 `relu`; `--net random_vgg19` uses a random, layer-normalised VGG19 (He et al. 2016) with
 Gatys' texture layers, `--net vgg19 --weights FILE` the trained one.
 
-From uniform noise, L-BFGS on the pixels runs compiled in chunks with a progress bar. Per
-source (a subfolder when --source all): source.png, result.png, comparison.png,
-curves.png, metrics.jsonl, result.npy, and results.json with the texture (style) loss ratio
-start/end and `gen_jax.metrics.texture.texture_report`: the pixel-histogram (W1) and
-log-power-spectrum distances of the result to the source, beside the shuffled-pixel
-baseline (same pixels, no structure) and a crop of the source (a perfect copy).
+From uniform noise, L-BFGS on the pixels runs compiled in chunks with a progress bar. The
+source (256 px) is larger than the result (128 px) at the same pixel scale, so that a crop
+of the source at the result's size is a meaningful reference. Per source (a subfolder when
+--source all): source.png, result.png, comparison.png (both at their own size),
+spectrum.png, curves.png, metrics.jsonl, result.npy, and results.json with the texture
+(style) loss ratio start/end and `gen_jax.metrics.texture.texture_report`: the
+pixel-histogram (W1) and log-power-spectrum distances of the result to the source, beside
+the shuffled-pixel baseline (same pixels, no structure) and a crop of the source (a perfect
+copy). --source all also writes textures.png (every source beside its result) and
+spectra.png (every spectrum plot) in the work folder.
 
 Rerunning with the same config returns the saved results; a larger --steps continues from
 result.npy; a different config is refused.
@@ -41,7 +45,7 @@ from experiments.style_transfer import (
 from gen_jax import config as config_lib
 from gen_jax import viz
 from gen_jax.data.images import load_image, save_image, side_by_side
-from gen_jax.metrics.texture import texture_report
+from gen_jax.metrics.texture import texture_report, texture_spectra
 from gen_jax.synthesis.style import texture_synthesis
 
 TEXTURES = ("brick", "grass", "gravel")
@@ -57,7 +61,7 @@ class Config:
     ms_features: int = 128  # multiscale maps per filter size
     layers: tuple[str, ...] = ()  # () -> the net's texture layers (multiscale: relu)
     layer_weights: tuple[str, ...] = ()  # () -> equal weights summing to 1
-    source_size: int = 128  # longer side of the source texture
+    source_size: int = 256  # longer side of the source texture
     size: int = 128  # side of the square result
     tv_weight: float = 0.0
     optimizer: str = "lbfgs"
@@ -114,7 +118,13 @@ def _synthesize_one(cfg: Config, source_name: str, workdir: str) -> dict:
     np.save(os.path.join(workdir, "result.npy"), image)
     save_image(os.path.join(workdir, "source.png"), source)
     save_image(os.path.join(workdir, "result.png"), image)
-    save_image(os.path.join(workdir, "comparison.png"), side_by_side([source, image]))
+    save_image(
+        os.path.join(workdir, "comparison.png"), side_by_side([source, image], keep_size=True)
+    )
+    viz.save_spectra(
+        [(source_name, texture_spectra(image, source, seed=cfg.seed))],
+        os.path.join(workdir, "spectrum.png"),
+    )
     viz.save_curves(
         viz.read_metrics(os.path.join(workdir, "metrics.jsonl")),
         os.path.join(workdir, "curves.png"),
@@ -163,18 +173,38 @@ def run(cfg: Config, workdir: str) -> dict:
             **{f"mean_{k}": float(np.mean([r[k] for r in per_source.values()])) for k in keys},
         }
         config_lib.write_json_atomic(os.path.join(workdir, "results.json"), results)
+        _save_overview(cfg, workdir)
         return results
     results = _synthesize_one(cfg, cfg.source, workdir)
     config_lib.write_json_atomic(os.path.join(workdir, "results.json"), results)
     return results
 
 
+def _save_overview(cfg: Config, workdir: str) -> None:
+    """textures.png (a row per source: the source, then the result, each at its own size)
+    and spectra.png (a panel per source) from the saved results."""
+    rows, panels = [], []
+    for name in TEXTURES:
+        source = load_image(name, cfg.source_size)
+        image = np.load(os.path.join(workdir, name, "result.npy"))
+        rows.append(side_by_side([source, image], keep_size=True))
+        panels.append((name, texture_spectra(image, source, seed=cfg.seed)))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=1.0) for r in rows]
+    save_image(os.path.join(workdir, "textures.png"), np.concatenate(rows, axis=0))
+    viz.save_spectra(panels, os.path.join(workdir, "spectra.png"))
+
+
 def _summary(r: dict) -> str:
+    crop = "crop_spectrum_rms_log10" in r
     return (
         f"{r['source']}: texture loss {r['style_loss_ratio']:.1f}x lower; histogram W1 "
-        f"{r['histogram_w1']:.4f} (shuffled {r['shuffled_histogram_w1']:.4f}); spectrum "
-        f"{r['spectrum_rms_log10']:.3f} decades (shuffled {r['shuffled_spectrum_rms_log10']:.3f}"
-        f", source crop {r.get('crop_spectrum_rms_log10', float('nan')):.3f})"
+        f"{r['histogram_w1']:.4f} (shuffled {r['shuffled_histogram_w1']:.4f}"
+        + (f", source crop {r['crop_histogram_w1']:.4f}" if crop else "")
+        + f"); spectrum {r['spectrum_rms_log10']:.3f} decades (shuffled "
+        f"{r['shuffled_spectrum_rms_log10']:.3f}"
+        + (f", source crop {r['crop_spectrum_rms_log10']:.3f}" if crop else "")
+        + ")"
     )
 
 

@@ -92,3 +92,36 @@ def save_scatter(samples: np.ndarray, means: np.ndarray, path: str, title: str =
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def save_spectra(panels: Sequence[tuple[str, dict]], path: str) -> None:
+    """Plots radially averaged log power spectra, one panel per ``(title, spectra)``.
+
+    ``spectra`` is `gen_jax.metrics.texture.texture_spectra`'s dict: ``"frequency"`` (cycles
+    per pixel) and one log10 power curve per other key (source, result, shuffled, crop).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not panels:
+        raise ValueError("save_spectra needs at least one (title, spectra) panel")
+    styles = {"source": ("k", "-"), "result": ("C0", "-"), "crop": ("C2", ":")}
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (title, spectra) in zip(axes[0], panels):
+        frequency = np.asarray(spectra["frequency"])
+        for name, curve in spectra.items():
+            if name == "frequency":
+                continue
+            color, line = styles.get(name, ("C3", "--"))
+            ax.plot(frequency, curve, color=color, ls=line, lw=1.2, label=name)
+        ax.set_xlabel("radial frequency (cycles / pixel)")
+        ax.set_ylabel("log10 power")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

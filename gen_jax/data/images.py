@@ -206,10 +206,14 @@ def save_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
 
 
 def side_by_side(
-    images: Sequence[np.ndarray], height: int | None = None, pad: int = 4
+    images: Sequence[np.ndarray],
+    height: int | None = None,
+    pad: int = 4,
+    keep_size: bool = False,
 ) -> np.ndarray:
     """Places RGB images ``[H_i, W_i, 3]`` in one row, each resized to ``height`` (default:
-    the tallest), separated by ``pad`` white pixels; float32 in [0, 1]."""
+    the tallest), separated by ``pad`` white pixels; float32 in [0, 1]. With ``keep_size``
+    each keeps its own size (top-aligned, white below), so that scales compare."""
     if not images:
         raise ValueError("side_by_side needs at least one image")
     images = [to_rgb_float(np.clip(np.asarray(im, np.float32), 0.0, 1.0)) for im in images]
@@ -217,7 +221,8 @@ def side_by_side(
     rows = []
     for im in images:
         h, w = im.shape[:2]
-        rows.append(resize(im, height, max(1, round(w * height / h))))
+        rows.append(im if keep_size else resize(im, height, max(1, round(w * height / h))))
+    height = max(r.shape[0] for r in rows)
     total = sum(r.shape[1] for r in rows) + pad * (len(rows) + 1)
     canvas = np.ones((height + 2 * pad, total, 3), np.float32)
     x = pad

@@ -38,6 +38,7 @@ from gen_jax.metrics.texture import (
     shuffled_pixels,
     spectrum_distance,
     texture_report,
+    texture_spectra,
 )
 
 __all__ = [
@@ -73,5 +74,6 @@ __all__ = [
     "stacked_mnist_floor",
     "stacked_mnist_modes",
     "texture_report",
+    "texture_spectra",
     "to_model_range",
 ]

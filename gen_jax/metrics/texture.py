@@ -14,6 +14,8 @@ structure. Two distances measure each separately, and two references put them in
   a synthesis that has learned structure should beat it on the spectrum by a wide margin.
 * The **source-crop reference**: a random crop of the source at the result's size, i.e.
   what a perfect copy of the texture scores; the floor of both distances at that size.
+  It needs a source larger than the result (a crop of the source's own size is the source,
+  and scores 0 by construction).
 
 Everything here is numpy/scipy on the host; images are float RGB ``[H, W, C]`` in [0, 1].
 """
@@ -29,6 +31,7 @@ __all__ = [
     "shuffled_pixels",
     "spectrum_distance",
     "texture_report",
+    "texture_spectra",
 ]
 
 _MAX_BINS = 32
@@ -112,6 +115,11 @@ def radial_log_spectrum(image, num_bins: int = _MAX_BINS) -> np.ndarray:
     return out
 
 
+def _common_bins(*images: np.ndarray) -> int:
+    """The radial bins two images of these sizes share: half the smallest side, <= 32."""
+    return max(2, min(_MAX_BINS, min(n for a in images for n in a.shape[:2]) // 2))
+
+
 def spectrum_distance(image, reference, per_channel: bool = False):
     """RMS difference of the radially averaged log10 power spectra, per channel.
 
@@ -128,7 +136,7 @@ def spectrum_distance(image, reference, per_channel: bool = False):
       The mean over channels (a float, in decades of power), or ``[C]``.
     """
     x, y = _pair(image, reference)
-    num_bins = max(2, min(_MAX_BINS, min(x.shape[:2] + y.shape[:2]) // 2))
+    num_bins = _common_bins(x, y)
     sx, sy = radial_log_spectrum(x, num_bins), radial_log_spectrum(y, num_bins)
     diff = sx - sy
     ok = np.isfinite(diff).all(axis=0)
@@ -171,22 +179,46 @@ def texture_report(result, source, seed: int = 0) -> dict[str, float]:
     Returns:
       ``{"histogram_w1", "spectrum_rms_log10"}`` of the result against the source; the
       same for the shuffled-pixel baseline (``"shuffled_*"``, the source's pixels at the
-      result's size) and, when the source is at least as large in both sides, for a random
-      crop of the source at the result's size (``"crop_*"``).
+      result's size) and, when the source is at least as large in both sides and larger in
+      one, for a random crop of the source at the result's size (``"crop_*"``).
     """
     x, y = _pair(result, source)
+    report = {}
+    for name, image in _compared(x, y, seed).items():
+        prefix = "" if name == "result" else f"{name}_"
+        report[f"{prefix}histogram_w1"] = histogram_distance(image, y)
+        report[f"{prefix}spectrum_rms_log10"] = spectrum_distance(image, y)
+    return report
+
+
+def texture_spectra(result, source, seed: int = 0) -> dict[str, np.ndarray]:
+    """The radially averaged log10 power spectra that `texture_report` compares, for a plot.
+
+    Args:
+      result, source, seed: as for `texture_report`.
+
+    Returns:
+      ``"frequency"``, the centres of the shared radial bins in cycles per pixel, and for
+      ``"source"``, ``"result"``, ``"shuffled"`` and (when `texture_report` has one)
+      ``"crop"`` the spectrum averaged over channels, one value per bin (log10 power).
+    """
+    x, y = _pair(result, source)
+    images = {"source": y, **_compared(x, y, seed)}
+    num_bins = _common_bins(x, y)
+    edges = np.linspace(0.0, 0.5, num_bins + 1)
+    spectra = {"frequency": 0.5 * (edges[:-1] + edges[1:])}
+    for name, image in images.items():
+        spectra[name] = radial_log_spectrum(image, num_bins).mean(axis=0)
+    return spectra
+
+
+def _compared(x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """The result and its references against source ``y``: the shuffled source pixels at
+    the result's size and, when ``y`` is larger, a random crop of it at that size."""
     h, w = x.shape[:2]
-    shuffled = shuffled_pixels(y, (h, w), seed)
-    report = {
-        "histogram_w1": histogram_distance(x, y),
-        "spectrum_rms_log10": spectrum_distance(x, y),
-        "shuffled_histogram_w1": histogram_distance(shuffled, y),
-        "shuffled_spectrum_rms_log10": spectrum_distance(shuffled, y),
-    }
-    if y.shape[0] >= h and y.shape[1] >= w:
+    images = {"result": x, "shuffled": shuffled_pixels(y, (h, w), seed)}
+    if y.shape[0] >= h and y.shape[1] >= w and y.shape[:2] != (h, w):
         rng = np.random.default_rng(seed)
         i, j = rng.integers(0, y.shape[0] - h + 1), rng.integers(0, y.shape[1] - w + 1)
-        crop = y[i : i + h, j : j + w]
-        report["crop_histogram_w1"] = histogram_distance(crop, y)
-        report["crop_spectrum_rms_log10"] = spectrum_distance(crop, y)
-    return report
+        images["crop"] = y[i : i + h, j : j + w]
+    return images

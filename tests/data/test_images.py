@@ -78,3 +78,10 @@ def test_side_by_side():
     row = side_by_side([np.zeros((10, 10, 3)), np.ones((20, 10, 3))], height=10, pad=2)
     assert row.shape == (14, 2 + 10 + 2 + 5 + 2, 3)
     assert row[0, 0, 0] == 1.0 and row[5, 5, 0] == 0.0
+    # keep_size: no resizing, top-aligned, white below the shorter image.
+    kept = side_by_side(
+        [np.zeros((10, 10, 3)), np.full((20, 6, 3), 0.5)], height=10, pad=2, keep_size=True
+    )
+    assert kept.shape == (2 + 20 + 2, 2 + 10 + 2 + 6 + 2, 3)
+    assert kept[2:12, 2:12].max() == 0.0 and kept[12:22, 2:12].min() == 1.0
+    np.testing.assert_array_equal(kept[2:22, 14:20], 0.5)

@@ -95,14 +95,36 @@ def test_style_transfer_vgg19_without_weights_is_refused(tmp_path):
 def test_texture_synthesis_smoke(tmp_path):
     workdir = tmp_path / "texture"
     results = texture_synthesis.main(["--workdir", str(workdir), "--smoke"])
-    for name in ("source.png", "result.png", "comparison.png", "curves.png"):
+    for name in ("source.png", "result.png", "comparison.png", "spectrum.png", "curves.png"):
         _assert_png(workdir / name)
     assert results["source"] == "brick" and results["result_shape"] == [16, 16, 3]
+    assert results["source_shape"] == [32, 32, 3]  # larger than the result: a crop exists
     assert results["style_loss_end"] < results["style_loss_start"]
     for key in ("histogram_w1", "spectrum_rms_log10"):
         assert results[key] >= 0.0 and results[f"shuffled_{key}"] >= 0.0
+        assert results[f"crop_{key}"] >= 0.0
     assert results["shuffled_histogram_w1"] < 0.02  # the source's own pixels
+    # Both images at their own size: the 32 px source beside the 16 px result.
+    with Image.open(workdir / "comparison.png") as image:
+        assert image.size == (4 + 32 + 4 + 16 + 4, 4 + 32 + 4)
     _check_rerun_continue_refuse(texture_synthesis, workdir, ("ms_features", "4"))
+
+
+def test_texture_synthesis_all_sources(tmp_path):
+    workdir = tmp_path / "textures"
+    argv = ["--workdir", str(workdir), "--smoke", "--source", "all", "--steps", "2"]
+    results = texture_synthesis.main(argv)
+    assert sorted(results["sources"]) == sorted(texture_synthesis.TEXTURES)
+    for name in texture_synthesis.TEXTURES:
+        _assert_png(workdir / name / "result.png")
+        saved = json.loads((workdir / name / "results.json").read_text())
+        assert saved == results["sources"][name]
+    ratios = [r["style_loss_ratio"] for r in results["sources"].values()]
+    assert results["mean_style_loss_ratio"] == pytest.approx(sum(ratios) / len(ratios))
+    _assert_png(workdir / "spectra.png")
+    # One row per source (32 px source, 16 px result), each with its padding.
+    with Image.open(workdir / "textures.png") as image:
+        assert image.size == (4 + 32 + 4 + 16 + 4, 3 * (4 + 32 + 4))
 
 
 def test_texture_synthesis_unknown_source_is_refused(tmp_path):

@@ -9,6 +9,7 @@ from gen_jax.metrics.texture import (
     shuffled_pixels,
     spectrum_distance,
     texture_report,
+    texture_spectra,
 )
 
 
@@ -80,6 +81,34 @@ def test_report_puts_the_shuffled_baseline_beside_the_result():
     assert r["shuffled_histogram_w1"] < 0.02  # the same pixels
     assert r["shuffled_spectrum_rms_log10"] > 3 * r["spectrum_rms_log10"]  # structure is gone
     assert r["crop_spectrum_rms_log10"] < r["shuffled_spectrum_rms_log10"]
+
+
+def test_no_crop_reference_when_the_source_is_the_result_size():
+    # A crop of the source's own size is the source itself: distance 0 by construction.
+    x = _smooth_texture(24, 24, seed=0)
+    r = texture_report(_smooth_texture(24, 24, seed=1), x)
+    assert "crop_spectrum_rms_log10" not in r and "crop_histogram_w1" not in r
+    assert "crop" not in texture_spectra(x, x)
+    assert "crop_histogram_w1" in texture_report(x[:20], x)  # larger in one side suffices
+
+
+def test_spectra_are_the_curves_the_report_compares():
+    source = _smooth_texture(48, 48, seed=0)
+    result = _smooth_texture(24, 24, seed=1)
+    s = texture_spectra(result, source, seed=3)
+    assert set(s) == {"frequency", "source", "result", "shuffled", "crop"}
+    assert s["frequency"].shape == (12,)  # half the smaller side
+    assert np.all(np.diff(s["frequency"]) > 0) and 0 < s["frequency"][0] < s["frequency"][-1] < 0.5
+    for name in ("source", "result", "shuffled", "crop"):
+        assert s[name].shape == (12,)
+    # Channels equal here, so the report's RMS distance is the RMS of the curves' difference.
+    grey = np.repeat(result[..., :1], 3, axis=-1)
+    g = texture_spectra(grey, np.repeat(source[..., :1], 3, axis=-1))
+    rms = np.sqrt(np.mean((g["result"] - g["source"]) ** 2))
+    assert rms == pytest.approx(spectrum_distance(grey, np.repeat(source[..., :1], 3, -1)))
+    # The shuffled source is white: flat next to the smooth texture's falling spectrum.
+    drop = lambda c: c[:3].mean() - c[-3:].mean()
+    assert drop(s["source"]) > 1.0 and abs(drop(s["shuffled"])) < 0.5
 
 
 def test_mismatched_channels_are_refused():
