@@ -181,17 +181,15 @@ def run(cfg: Config, workdir: str) -> dict:
 
 
 def _save_overview(cfg: Config, workdir: str) -> None:
-    """textures.png (a row per source: the source, then the result, each at its own size)
+    """textures.png (every source followed by its result, each at its own size, in one row)
     and spectra.png (a panel per source) from the saved results."""
-    rows, panels = [], []
+    images, panels = [], []
     for name in TEXTURES:
         source = load_image(name, cfg.source_size)
         image = np.load(os.path.join(workdir, name, "result.npy"))
-        rows.append(side_by_side([source, image], keep_size=True))
+        images += [source, image]
         panels.append((name, texture_spectra(image, source, seed=cfg.seed)))
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=1.0) for r in rows]
-    save_image(os.path.join(workdir, "textures.png"), np.concatenate(rows, axis=0))
+    save_image(os.path.join(workdir, "textures.png"), side_by_side(images, keep_size=True))
     viz.save_spectra(panels, os.path.join(workdir, "spectra.png"))
 
 

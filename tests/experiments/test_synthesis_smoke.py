@@ -122,9 +122,9 @@ def test_texture_synthesis_all_sources(tmp_path):
     ratios = [r["style_loss_ratio"] for r in results["sources"].values()]
     assert results["mean_style_loss_ratio"] == pytest.approx(sum(ratios) / len(ratios))
     _assert_png(workdir / "spectra.png")
-    # One row per source (32 px source, 16 px result), each with its padding.
+    # Each 32 px source then its 16 px result, at their own sizes, in one row.
     with Image.open(workdir / "textures.png") as image:
-        assert image.size == (4 + 32 + 4 + 16 + 4, 3 * (4 + 32 + 4))
+        assert image.size == (4 + 3 * (32 + 4 + 16 + 4), 4 + 32 + 4)
 
 
 def test_texture_synthesis_unknown_source_is_refused(tmp_path):
