@@ -49,6 +49,8 @@ from gen_jax.metrics.texture import texture_report, texture_spectra
 from gen_jax.synthesis.style import texture_synthesis
 
 TEXTURES = ("brick", "grass", "gravel")
+# The references texture_report scores beside the result, as printed: (label, key prefix).
+_REFERENCES = (("shuffled", "shuffled"), ("source crop", "crop"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,15 +196,14 @@ def _save_overview(cfg: Config, workdir: str) -> None:
 
 
 def _summary(r: dict) -> str:
-    crop = "crop_spectrum_rms_log10" in r
+    def references(key: str, digits: int) -> str:
+        found = [(label, r.get(f"{prefix}_{key}")) for label, prefix in _REFERENCES]
+        return ", ".join(f"{label} {v:.{digits}f}" for label, v in found if v is not None)
+
     return (
         f"{r['source']}: texture loss {r['style_loss_ratio']:.1f}x lower; histogram W1 "
-        f"{r['histogram_w1']:.4f} (shuffled {r['shuffled_histogram_w1']:.4f}"
-        + (f", source crop {r['crop_histogram_w1']:.4f}" if crop else "")
-        + f"); spectrum {r['spectrum_rms_log10']:.3f} decades (shuffled "
-        f"{r['shuffled_spectrum_rms_log10']:.3f}"
-        + (f", source crop {r['crop_spectrum_rms_log10']:.3f}" if crop else "")
-        + ")"
+        f"{r['histogram_w1']:.4f} ({references('histogram_w1', 4)}); spectrum "
+        f"{r['spectrum_rms_log10']:.3f} decades ({references('spectrum_rms_log10', 3)})"
     )
 
 
