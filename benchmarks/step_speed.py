@@ -55,8 +55,14 @@ from gen_jax.losses import (
     non_saturating_generator_loss,
 )
 from gen_jax.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from gen_jax.train.state import create_gan_state
-from gen_jax.train.steps import make_train_chunk, make_train_step, normal_latent
+from gen_jax.train import (
+    PlayerSpec,
+    create_gan_state,
+    gan_phases,
+    make_gan_step,
+    make_train_chunk,
+    normal_latent,
+)
 
 # image_size -> (channels, start resolution, number of 2x stages); the two networks of the
 # task (pytorch/examples at 64x64x3, the Fashion-MNIST variant at 28x28x1).
@@ -192,8 +198,10 @@ class _JaxChunkRunner:
 
 def _make_jax_train_step(cfg: BenchConfig):
     """The DCGAN update: non-saturating G loss, BCE (minimax) D loss, z ~ N(0, I)."""
-    return make_train_step(
-        non_saturating_generator_loss, minimax_discriminator_loss, normal_latent(cfg.nz)
+    return make_gan_step(
+        gan_phases(
+            non_saturating_generator_loss, minimax_discriminator_loss, normal_latent(cfg.nz)
+        )
     )
 
 
@@ -265,7 +273,7 @@ def build_torch_dcgan(image_size: int, ngf: int, ndf: int, nz: int):
 
 
 class _TorchRunner:
-    """PyTorch eager (or torch.compile'd modules), the same update as make_train_step."""
+    """PyTorch eager (or torch.compile'd modules), the same update as gen_jax's GAN step."""
 
     def __init__(self, cfg: BenchConfig, real_nhwc: np.ndarray, *, compile_modules: bool):
         import torch
@@ -477,7 +485,7 @@ def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]
 
 
 def _make_state_fn(cfg: BenchConfig, channels: int):
-    """`seed -> GANState` (use_ema=False) for the configured DCGAN pair, init jitted.
+    """`seed -> GANState` (no EMA) for the configured DCGAN pair, init jitted.
 
     The initial parameters are drawn with the "rbg" PRNG: on the CPU the jitted init
     compiles in seconds with it and in tens of seconds with threefry (each initializer's
@@ -489,7 +497,7 @@ def _make_state_fn(cfg: BenchConfig, channels: int):
     discriminator = DCGANDiscriminator(image_size=cfg.image_size, ndf=cfg.ndf)
     create = jax.jit(
         lambda key, z, x: create_gan_state(
-            key, generator, discriminator, tx, tx, z, x, use_ema=False
+            key, {"g": PlayerSpec(generator, tx, (z,)), "d": PlayerSpec(discriminator, tx, (x,))}
         )
     )
     # Arguments, not constants inside the jit: XLA would constant-fold the init's forward pass.

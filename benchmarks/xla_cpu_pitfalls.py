@@ -25,8 +25,14 @@ from gen_jax import losses
 from gen_jax.models.dcgan import DCGANDiscriminator28, DCGANGenerator28
 from gen_jax.nn.conv import conv_general_dilated
 from gen_jax.nn.conv_transpose import PhaseConvTranspose
-from gen_jax.train.state import create_gan_state
-from gen_jax.train.steps import make_train_chunk, make_train_step, normal_latent
+from gen_jax.train import (
+    PlayerSpec,
+    create_gan_state,
+    gan_phases,
+    make_gan_step,
+    make_train_chunk,
+    normal_latent,
+)
 
 
 def _seconds(fn, *args, repeats: int = 3) -> float:
@@ -57,16 +63,17 @@ def scan_unrolling(k: int = 4) -> dict[str, float]:
     b, tx = 64, optax.adam(2e-4, b1=0.5)
     state = create_gan_state(
         jax.random.PRNGKey(0),
-        DCGANGenerator28(),
-        DCGANDiscriminator28(),
-        tx,
-        tx,
-        jnp.zeros((b, 100)),
-        jnp.zeros((b, 28, 28, 1)),
-        use_ema=False,
+        {
+            "g": PlayerSpec(DCGANGenerator28(), tx, (jnp.zeros((b, 100)),)),
+            "d": PlayerSpec(DCGANDiscriminator28(), tx, (jnp.zeros((b, 28, 28, 1)),)),
+        },
     )
-    train_step = make_train_step(
-        losses.non_saturating_generator_loss, losses.minimax_discriminator_loss, normal_latent(100)
+    train_step = make_gan_step(
+        gan_phases(
+            losses.non_saturating_generator_loss,
+            losses.minimax_discriminator_loss,
+            normal_latent(100),
+        )
     )
     real = jnp.zeros((1, b, 28, 28, 1))
     out = {"single step per dispatch": _seconds(jax.jit(train_step), state, {"real": real})}

@@ -37,9 +37,14 @@ from gen_jax.data import epoch_batch_indices, load_fashion_mnist, to_signed_unit
 from gen_jax.metrics.evaluate import MIN_IMAGES, score_images
 from gen_jax.models.classifier import classifier_fn
 from gen_jax.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from gen_jax.train.loop import run_gan
-from gen_jax.train.state import create_gan_state
-from gen_jax.train.steps import make_train_step, normal_latent
+from gen_jax.train import (
+    PlayerSpec,
+    create_gan_state,
+    gan_phases,
+    make_gan_step,
+    normal_latent,
+    run_training,
+)
 
 _ON_GPU = jax.default_backend() != "cpu"
 
@@ -151,16 +156,15 @@ def run(cfg: Config, workdir: str) -> dict:
     z_fixed = sample_latent(jax.random.PRNGKey(10_000 + cfg.seed), 64)
 
     def init_state():
-        b = cfg.batch_size
+        b, tx = cfg.batch_size, optax.adam(cfg.lr, b1=cfg.beta1)
         return create_gan_state(
             jax.random.PRNGKey(cfg.seed),
-            generator,
-            discriminator,
-            optax.adam(cfg.lr, b1=cfg.beta1),
-            optax.adam(cfg.lr, b1=cfg.beta1),
-            jnp.zeros((b, cfg.latent_dim)),
-            jnp.zeros((b, size, size, 1)),
-            use_ema=cfg.use_ema,
+            {
+                "g": PlayerSpec(
+                    generator, tx, (jnp.zeros((b, cfg.latent_dim)),), use_ema=cfg.use_ema
+                ),
+                "d": PlayerSpec(discriminator, tx, (jnp.zeros((b, size, size, 1)),)),
+            },
         )
 
     def batch_fn(data, key, step):
@@ -202,15 +206,12 @@ def run(cfg: Config, workdir: str) -> dict:
             )
         return results
 
-    train_step = make_train_step(
-        g_loss,
-        d_loss,
-        sample_latent,
+    train_step = make_gan_step(
+        gan_phases(g_loss, d_loss, sample_latent, discriminator_loss_kwargs=d_kwargs),
         n_critic=cfg.n_critic,
         ema_decay=cfg.ema_decay,
-        discriminator_loss_kwargs=d_kwargs,
     )
-    return run_gan(
+    return run_training(
         cfg,
         workdir,
         init_state=init_state,

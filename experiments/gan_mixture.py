@@ -29,9 +29,15 @@ from gen_jax import losses, viz
 from gen_jax.data import get_mixture, sample_mixture
 from gen_jax.metrics.modes import mixture_mode_stats
 from gen_jax.models.mlp_gan import MLPDiscriminator, MLPGenerator
-from gen_jax.train.loop import run_gan
-from gen_jax.train.state import create_gan_state
-from gen_jax.train.steps import make_train_step, normal_latent
+from gen_jax.train import (
+    PlayerSpec,
+    create_gan_state,
+    gan_phases,
+    make_gan_step,
+    normal_latent,
+    r1_term,
+    run_training,
+)
 
 
 # One config serves both mixtures. The grid (25 modes, sigma 0.05) needs R1 and 30k steps
@@ -115,6 +121,8 @@ def run(cfg: Config, workdir: str) -> dict:
     """Trains and scores one GAN on one mixture; returns results.json's contents."""
     mixture = get_mixture(cfg.mixture)
     means = np.asarray(mixture.means)
+    if cfg.r1_gamma < 0:
+        raise ValueError(f"--r1_gamma: expected >= 0 (0: no penalty), got {cfg.r1_gamma}")
     if cfg.batch_size % cfg.pack:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by pack={cfg.pack}")
     g_loss, d_loss = losses.get_gan_loss(cfg.loss)
@@ -129,15 +137,16 @@ def run(cfg: Config, workdir: str) -> dict:
 
     def init_state():
         b = cfg.batch_size
+        g_tx = optax.adam(_schedule(cfg, cfg.g_lr), b1=cfg.beta1)
+        d_tx = optax.adam(_schedule(cfg, cfg.d_lr), b1=cfg.beta1)
         return create_gan_state(
             jax.random.PRNGKey(cfg.seed),
-            generator,
-            discriminator,
-            optax.adam(_schedule(cfg, cfg.g_lr), b1=cfg.beta1),
-            optax.adam(_schedule(cfg, cfg.d_lr), b1=cfg.beta1),
-            jnp.zeros((b, cfg.latent_dim)),
-            jnp.zeros((b, 2)),
-            use_ema=cfg.use_ema,
+            {
+                "g": PlayerSpec(
+                    generator, g_tx, (jnp.zeros((b, cfg.latent_dim)),), use_ema=cfg.use_ema
+                ),
+                "d": PlayerSpec(discriminator, d_tx, (jnp.zeros((b, 2)),)),
+            },
         )
 
     def batch_fn(data, key, step):
@@ -172,16 +181,15 @@ def run(cfg: Config, workdir: str) -> dict:
         raw = {f"raw_{k}": raw[k] for k in ("modes", "high_quality", "reverse_kl")}
         return {"mixture": cfg.mixture, "seed": cfg.seed, **stats, **raw}
 
-    train_step = make_train_step(
+    phases = gan_phases(
         g_loss,
         d_loss,
         normal_latent(cfg.latent_dim),
-        n_critic=cfg.n_critic,
-        ema_decay=cfg.ema_decay,
         discriminator_loss_kwargs=d_kwargs,
-        r1_gamma=cfg.r1_gamma,
+        d_terms=(r1_term(cfg.r1_gamma),) if cfg.r1_gamma else (),
     )
-    return run_gan(
+    train_step = make_gan_step(phases, n_critic=cfg.n_critic, ema_decay=cfg.ema_decay)
+    return run_training(
         cfg,
         workdir,
         init_state=init_state,

@@ -27,30 +27,24 @@ import json
 import os
 import shlex
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import struct
 from jax import lax
 from tqdm.auto import tqdm
 
 import gen_jax
 from gen_jax import config as config_lib
-from gen_jax import parallel, viz
-from gen_jax.checkpoint import Checkpointer
-from gen_jax.config import prepare_workdir, write_json_atomic
+from gen_jax import viz
+from gen_jax.config import write_json_atomic
 from gen_jax.data import epoch_batch_indices, load_fashion_mnist, to_signed_unit
 from gen_jax.data.mnist import load_mnist_subset
 from gen_jax.models.classifier import Classifier, save_classifier_weights
-from gen_jax.train.loop import fit
-from gen_jax.train.state import stream_keys
-from gen_jax.train.steps import make_train_chunk
+from gen_jax.train import PlayerSpec, create_train_state, make_train_step, run_training
 
 DATASETS = ("fashion_mnist", "mnist")
 # Per-dataset defaults for the options left at their "auto" value (0 or -1).
@@ -101,30 +95,6 @@ def get_smoke_config() -> Config:
     )
 
 
-class ClassifierState(struct.PyTreeNode):
-    """Everything a classifier run needs to continue bit-for-bit.
-
-    Attributes:
-      step: int32 scalar, updates done (and the data cursor).
-      params, batch_stats: the network's variables.
-      opt_state: the optax state.
-      key: the run's base key; dropout and data keys are derived from (key, step).
-      module, tx: the Flax module and optax transformation (static).
-    """
-
-    step: jax.Array
-    params: Any
-    batch_stats: Any
-    opt_state: Any
-    key: jax.Array
-    module: nn.Module = struct.field(pytree_node=False)
-    tx: optax.GradientTransformation = struct.field(pytree_node=False)
-
-    @property
-    def variables(self) -> dict[str, Any]:
-        return {"params": self.params, "batch_stats": self.batch_stats}
-
-
 def resolve(cfg: Config) -> Config:
     """Fills the dataset-dependent defaults and checks the options (before touching disk)."""
     if cfg.dataset not in DATASETS:
@@ -166,8 +136,16 @@ def random_shift(key: jax.Array, images: jax.Array, max_shift: int) -> jax.Array
     return jax.vmap(lambda img, o: lax.dynamic_slice(img, (o[0], o[1]), (h, w)))(padded, offsets)
 
 
-def make_classifier_step(num_examples: int, batch_size: int, max_shift: int):
-    """(batch_fn, train_step) for `make_train_chunk`: batches by index, one AdamW update."""
+def classification_term(nets, batch, key, aux):
+    """Cross-entropy of the labels under the model's logits (dropout from the step's key)."""
+    del aux
+    logits = nets("model", batch["image"], rngs={"dropout": key})
+    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]))
+    return loss, {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"])}
+
+
+def make_batch_fn(num_examples: int, batch_size: int, max_shift: int):
+    """`batch_fn` for `make_train_chunk`: a shifted minibatch drawn by index on the device."""
 
     def batch_fn(data, data_key, step):
         index_key, shift_key = jax.random.split(data_key)
@@ -175,37 +153,7 @@ def make_classifier_step(num_examples: int, batch_size: int, max_shift: int):
         images = random_shift(jax.random.fold_in(shift_key, step), data["images"][idx], max_shift)
         return {"image": to_signed_unit(images), "label": data["labels"][idx]}
 
-    def train_step(state: ClassifierState, batch):
-        model_key, _ = stream_keys(state.key)
-        dropout_key = jax.random.fold_in(model_key, state.step)
-
-        def loss_fn(params):
-            logits, updates = state.module.apply(
-                {"params": params, "batch_stats": state.batch_stats},
-                batch["image"],
-                train=True,
-                rngs={"dropout": dropout_key},
-                mutable=["batch_stats"],
-            )
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
-            return jnp.mean(loss), (updates["batch_stats"], logits)
-
-        (loss, (stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-        state = state.replace(
-            step=state.step + 1,
-            params=optax.apply_updates(state.params, updates),
-            batch_stats=stats,
-            opt_state=opt_state,
-        )
-        metrics = {
-            "train/loss": loss,
-            "train/accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
-            "train/grad_norm": optax.tree.norm(grads),
-        }
-        return state, metrics
-
-    return batch_fn, train_step
+    return batch_fn
 
 
 def make_accuracy_fn(module: nn.Module, batch_size: int = 1000):
@@ -235,18 +183,13 @@ def make_accuracy_fn(module: nn.Module, batch_size: int = 1000):
 def run(cfg: Config, workdir: str, export_dir: str | os.PathLike | None = None, command=""):
     """Trains (or resumes) a classifier in `workdir`; returns results.json's contents.
 
-    With `export_dir`, also writes `<dataset>.npz` and `<dataset>.json` there.
+    With `export_dir`, also writes `<dataset>.npz` and `<dataset>.json` there (and
+    records the path in results.json).
     """
     cfg = resolve(cfg)
     (train_x, train_y), (eval_x, eval_y) = load_data(cfg)
     if cfg.batch_size > len(train_x):
         raise ValueError(f"--batch_size {cfg.batch_size} exceeds the {len(train_x)} examples")
-    mesh = parallel.make_mesh()
-    n_dev = mesh.shape[parallel.DATA_AXIS]
-    if cfg.batch_size % n_dev:
-        raise ValueError(f"--batch_size {cfg.batch_size} must be divisible by the {n_dev} devices")
-    prepare_workdir(workdir, cfg)
-
     module = Classifier(
         widths=cfg.widths,
         kernel_size=cfg.kernel_size,
@@ -258,99 +201,63 @@ def run(cfg: Config, workdir: str, export_dir: str | os.PathLike | None = None, 
     )
     tx = optax.adamw(schedule, weight_decay=cfg.weight_decay)
 
-    def init_state() -> ClassifierState:
-        init_key, run_key = jax.random.split(jax.random.PRNGKey(cfg.seed))
-        variables = module.init(init_key, jnp.zeros((1, 28, 28, 1)), train=False)
-        return ClassifierState(
-            step=jnp.zeros((), jnp.int32),
-            params=variables["params"],
-            batch_stats=variables["batch_stats"],
-            opt_state=tx.init(variables["params"]),
-            key=run_key,
-            module=module,
-            tx=tx,
-        )
-
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
-    state = init_state()
-    if checkpointer.latest_step() is not None:
-        state = checkpointer.restore(state)
-        tqdm.write(f"resuming {workdir} from step {int(state.step)}")
-    state = parallel.replicate(state, mesh)
-    data = parallel.replicate({"images": train_x, "labels": train_y.astype(np.int32)}, mesh)
-    batch_fn, train_step = make_classifier_step(len(train_x), cfg.batch_size, cfg.max_shift)
-    chunks = {}
-
-    def chunk_for(k):
-        if k not in chunks:
-            chunks[k] = make_train_chunk(train_step, batch_fn, k, mesh=mesh, batch_axis=0)
-        return chunks[k]
+    def init_state():
+        spec = PlayerSpec(module, tx, (jnp.zeros((1, 28, 28, 1)),))
+        return create_train_state(jax.random.PRNGKey(cfg.seed), spec)
 
     accuracy = make_accuracy_fn(module)
     eval_path = os.path.join(workdir, "eval.jsonl")
+    split = _EVAL_SPLIT[cfg.dataset]
 
-    def on_eval(state, step):
+    def on_eval(state, step, workdir):
         acc = accuracy(state.variables, eval_x, eval_y)
         with open(eval_path, "a") as f:
             f.write(json.dumps({"step": step, "eval/accuracy": acc}) + "\n")
-        tqdm.write(f"step {step}: {_EVAL_SPLIT[cfg.dataset]} accuracy {acc:.4f}")
+        tqdm.write(f"step {step}: {split} accuracy {acc:.4f}")
 
-    start_step, t0 = int(state.step), time.perf_counter()
-    state = fit(
-        state,
-        chunk_for,
-        data,
-        total_steps=cfg.steps,
-        chunk_steps=cfg.chunk_steps,
-        workdir=workdir,
-        checkpointer=checkpointer,
-        checkpoint_every=cfg.checkpoint_every,
-        sample_every=cfg.eval_every,
+    final = {}
+
+    def evaluate(state, workdir):
+        final["variables"] = variables = jax.device_get(state.variables)
+        last = viz.read_metrics(os.path.join(workdir, "metrics.jsonl"))[-1]
+        return {
+            "dataset": cfg.dataset,
+            "test_accuracy": accuracy(variables, eval_x, eval_y),
+            "test_split": split,
+            "num_test": len(eval_x),
+            "num_train": len(train_x),
+            "epochs": int(state.step) * cfg.batch_size / len(train_x),
+            "num_params": int(sum(np.size(p) for p in jax.tree.leaves(variables["params"]))),
+            "final_train_loss": last["train/loss"],
+            "final_train_accuracy": last["train/accuracy"],
+        }
+
+    results = run_training(
+        cfg,
+        workdir,
+        init_state=init_state,
+        train_step=make_train_step(classification_term),
+        batch_fn=make_batch_fn(len(train_x), cfg.batch_size, cfg.max_shift),
+        data={"images": train_x, "labels": train_y.astype(np.int32)},
         on_sample=on_eval,
+        evaluate=evaluate,
+        sample_every=cfg.eval_every,
+        batch_axis=0,
         desc=f"{cfg.dataset} classifier",
     )
-    seconds = time.perf_counter() - t0
-    checkpointer.close()
-
-    variables = jax.device_get(state.variables)
-    test_accuracy = accuracy(variables, eval_x, eval_y)
-    split = _EVAL_SPLIT[cfg.dataset]
-    rows = viz.read_metrics(os.path.join(workdir, "metrics.jsonl"))
-    results = {
-        "dataset": cfg.dataset,
-        "test_accuracy": test_accuracy,
-        "test_split": split,
-        "num_test": len(eval_x),
-        "num_train": len(train_x),
-        "steps": int(state.step),
-        "steps_this_session": int(state.step) - start_step,
-        "seconds_this_session": seconds,
-        "epochs": int(state.step) * cfg.batch_size / len(train_x),
-        "num_params": int(sum(np.size(p) for p in jax.tree.leaves(variables["params"]))),
-        "device": f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind} x{n_dev}",
-    }
-    if rows:
-        # Time spent in the training chunks over all sessions (compilation included;
-        # evaluation and checkpoints not), read back from the log so a resumed run counts.
-        steps_done = np.diff([0] + [r["step"] for r in rows])
-        results["train_seconds"] = float(
-            sum(k / r["steps_per_s"] for k, r in zip(steps_done, rows))
-        )
-        results["final_train_loss"] = rows[-1]["train/loss"]
-        results["final_train_accuracy"] = rows[-1]["train/accuracy"]
     if export_dir is not None:
         path = Path(export_dir) / f"{cfg.dataset}.npz"
         save_classifier_weights(
             path,
             module,
-            variables,
+            final["variables"],
             metadata={
                 "dataset": cfg.dataset,
-                "accuracy": test_accuracy,
+                "accuracy": results["test_accuracy"],
                 "split": split,
                 "num_test": len(eval_x),
                 "num_train": len(train_x),
-                "steps": int(state.step),
+                "steps": results["steps"],
                 "epochs": results["epochs"],
                 "train_seconds": results.get("train_seconds"),
                 "device": results["device"],
@@ -360,7 +267,7 @@ def run(cfg: Config, workdir: str, export_dir: str | os.PathLike | None = None, 
             },
         )
         results["exported"] = str(path)
-    write_json_atomic(os.path.join(workdir, "results.json"), results)
+        write_json_atomic(os.path.join(workdir, "results.json"), results)
     return results
 
 

@@ -6,7 +6,7 @@ The public API, re-exported here; submodules hold the rest:
   gen_jax.data        IDX/Fashion-MNIST sources, 2-D mixtures, on-device batching
   gen_jax.models      Flax modules (MLP GAN, DCGAN)
   gen_jax.nn          reusable layers
-  gen_jax.train       GANState, step builders, the host loop
+  gen_jax.train       state pytrees, the engine (phases of loss terms), steps, the host loop
   gen_jax.metrics     evaluation (mode counting)
   gen_jax.parallel    mesh and shardings
   gen_jax.checkpoint  orbax checkpoints of whole states
@@ -16,22 +16,42 @@ The public API, re-exported here; submodules hold the rest:
 from gen_jax import losses
 from gen_jax.checkpoint import Checkpointer
 from gen_jax.parallel import make_mesh, replicate, shard_batch
-from gen_jax.train.loop import fit, run_gan
-from gen_jax.train.state import GANState, create_gan_state
-from gen_jax.train.steps import make_train_chunk, make_train_step, normal_latent
+from gen_jax.train import (
+    GANState,
+    Phase,
+    PlayerSpec,
+    TrainState,
+    create_gan_state,
+    create_train_state,
+    fit,
+    gan_phases,
+    make_gan_step,
+    make_train_chunk,
+    make_train_step,
+    normal_latent,
+    r1_term,
+    run_training,
+)
 
 __all__ = [
     "Checkpointer",
     "GANState",
+    "Phase",
+    "PlayerSpec",
+    "TrainState",
     "create_gan_state",
+    "create_train_state",
     "fit",
+    "gan_phases",
     "losses",
+    "make_gan_step",
     "make_mesh",
     "make_train_chunk",
     "make_train_step",
     "normal_latent",
+    "r1_term",
     "replicate",
-    "run_gan",
+    "run_training",
     "shard_batch",
 ]
 __version__ = "0.1.0"

@@ -14,9 +14,17 @@ from gen_jax.checkpoint import Checkpointer
 from gen_jax.data import epoch_batch_indices
 from gen_jax.models.dcgan import TinyDCGANDiscriminator, TinyDCGANGenerator
 from gen_jax.models.mlp_gan import TinyMLPDiscriminator, TinyMLPGenerator
-from gen_jax.train.loop import fit
-from gen_jax.train.state import create_gan_state
-from gen_jax.train.steps import make_train_chunk, make_train_step, normal_latent
+from gen_jax.train import (
+    PlayerSpec,
+    TrainState,
+    create_gan_state,
+    create_train_state,
+    fit,
+    gan_phases,
+    make_gan_step,
+    make_train_chunk,
+    normal_latent,
+)
 
 B, LATENT, N_DATA = 8, 4, 64
 
@@ -30,12 +38,15 @@ D_TX = optax.adam(1e-2, b1=0.5)
 def _mlp_state(seed=0, hidden=(16,)):
     state = create_gan_state(
         jax.random.PRNGKey(seed),
-        TinyMLPGenerator(out_dim=2, hidden=hidden),
-        TinyMLPDiscriminator(),
-        G_TX,
-        D_TX,
-        jnp.zeros((B, LATENT)),
-        jnp.zeros((B, 2)),
+        {
+            "g": PlayerSpec(
+                TinyMLPGenerator(out_dim=2, hidden=hidden),
+                G_TX,
+                (jnp.zeros((B, LATENT)),),
+                use_ema=True,
+            ),
+            "d": PlayerSpec(TinyMLPDiscriminator(), D_TX, (jnp.zeros((B, 2)),)),
+        },
     )
     # Committed to the device like a restored state, so both hit the same compiled chunk.
     return jax.device_put(state, jax.devices()[0])
@@ -55,22 +66,27 @@ def test_round_trip_restores_every_leaf(tmp_path):
     # Only the init's draws use the classic threefry: jax 0.10's default compiles slowly on
     # XLA:CPU for some conv-kernel shapes.
     with jax.threefry_partitionable(False):
+        tx = optax.adam(1e-3)
         make = lambda seed: create_gan_state(
             jax.random.PRNGKey(seed),
-            TinyDCGANGenerator(),
-            TinyDCGANDiscriminator(),
-            optax.adam(1e-3),
-            optax.adam(1e-3),
-            jnp.zeros((B, 8)),
-            jnp.zeros((B, 28, 28, 1)),
+            {
+                "g": PlayerSpec(TinyDCGANGenerator(), tx, (jnp.zeros((B, 8)),), use_ema=True),
+                "d": PlayerSpec(TinyDCGANDiscriminator(), tx, (jnp.zeros((B, 28, 28, 1)),)),
+            },
+            extra={"k_t": jnp.float32(0.0)},
         )
         state, template = make(0), make(1)
-    assert state.g_batch_stats and state.d_batch_stats
-    # Make every kind of leaf distinguishable from the template's.
+    g, d = state["g"], state["d"]
+    assert g.collections["batch_stats"] and d.collections["batch_stats"]
+    # Make every kind of leaf distinguishable from the template's, the objective's own
+    # state included.
     state = state.replace(
         step=jnp.int32(7),
-        g_batch_stats=jax.tree.map(lambda x: x + 0.5, state.g_batch_stats),
-        d_opt_state=jax.tree.map(lambda x: x + 1, state.d_opt_state),
+        players={
+            "g": g.replace(collections=jax.tree.map(lambda x: x + 0.5, g.collections)),
+            "d": d.replace(opt_state=jax.tree.map(lambda x: x + 1, d.opt_state)),
+        },
+        extra={"k_t": jnp.float32(0.25)},
     )
     ckpt = Checkpointer(tmp_path / "ckpt")
     ckpt.save(7, state)
@@ -80,7 +96,21 @@ def test_round_trip_restores_every_leaf(tmp_path):
     _assert_states_equal(restored, state)
     assert int(restored.step) == 7
     np.testing.assert_array_equal(restored.key, state.key)
-    assert restored.generator == template.generator and restored.g_tx is template.g_tx
+    assert restored["g"].module == template["g"].module and restored["g"].tx is template["g"].tx
+    assert float(restored.extra["k_t"]) == 0.25
+
+
+def test_round_trip_of_a_one_player_state(tmp_path):
+    spec = PlayerSpec(TinyMLPDiscriminator(), D_TX, (jnp.zeros((B, 2)),), use_ema=True)
+    state = create_train_state(jax.random.PRNGKey(0), spec)
+    state = state.replace(step=jnp.int32(3), model=state.model.replace(ema_params=jax.tree.map(
+        lambda x: x + 1, state.model.ema_params)))
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    ckpt.save(3, state)
+    restored = ckpt.restore(create_train_state(jax.random.PRNGKey(1), spec))
+    ckpt.close()
+    assert isinstance(restored, TrainState)
+    _assert_states_equal(restored, state)
 
 
 def test_restore_of_missing_checkpoint_raises(tmp_path):
@@ -123,8 +153,12 @@ def test_keeps_the_two_newest(tmp_path):
 
 # --- Resumption: the data cursor and every key live in the state. -----------------------------
 
-_STEP = make_train_step(
-    losses.non_saturating_generator_loss, losses.minimax_discriminator_loss, normal_latent(LATENT)
+_STEP = make_gan_step(
+    gan_phases(
+        losses.non_saturating_generator_loss,
+        losses.minimax_discriminator_loss,
+        normal_latent(LATENT),
+    )
 )
 
 

@@ -1,4 +1,5 @@
-"""Data parallelism: the sharded step on 8 fake CPU devices equals the single-device step.
+"""Data parallelism: the sharded step on 8 fake CPU devices equals the single-device step,
+for the GAN pair and for a family of three players (tests/train/three_players.py).
 
 The pytest process has already initialised JAX with one CPU device, so the 8-device checks
 run in a subprocess started with XLA_FLAGS=--xla_force_host_platform_device_count=8. The
@@ -20,6 +21,7 @@ from gen_jax import parallel
 _SCRIPT = textwrap.dedent(
     """
     import json
+    import sys
 
     import jax
     import jax.numpy as jnp
@@ -29,8 +31,17 @@ _SCRIPT = textwrap.dedent(
     from gen_jax import losses, parallel
     from gen_jax.data import epoch_batch_indices
     from gen_jax.models.dcgan import TinyDCGANDiscriminator, TinyDCGANGenerator
-    from gen_jax.train.state import create_gan_state
-    from gen_jax.train.steps import make_train_chunk, make_train_step, normal_latent
+    from gen_jax.train import (
+        PlayerSpec,
+        create_gan_state,
+        gan_phases,
+        make_gan_step,
+        make_train_chunk,
+        normal_latent,
+    )
+
+    sys.path.insert(0, "tests/train")
+    import three_players as bigan
 
     B, N_DATA, LATENT = 16, 64, 8
     out = {"device_count": jax.device_count()}
@@ -39,19 +50,22 @@ _SCRIPT = textwrap.dedent(
 
     # Only the init's draws use the classic threefry (much faster to compile on XLA:CPU).
     with jax.threefry_partitionable(False):
+        tx = optax.adam(2e-4, b1=0.5)
         state = create_gan_state(
             jax.random.PRNGKey(0),
-            TinyDCGANGenerator(),
-            TinyDCGANDiscriminator(),
-            optax.adam(2e-4, b1=0.5),
-            optax.adam(2e-4, b1=0.5),
-            jnp.zeros((B, LATENT)),
-            jnp.zeros((B, 28, 28, 1)),
+            {
+                "g": PlayerSpec(
+                    TinyDCGANGenerator(), tx, (jnp.zeros((B, LATENT)),), use_ema=True
+                ),
+                "d": PlayerSpec(TinyDCGANDiscriminator(), tx, (jnp.zeros((B, 28, 28, 1)),)),
+            },
         )
-    step = make_train_step(
-        losses.non_saturating_generator_loss,
-        losses.minimax_discriminator_loss,
-        normal_latent(LATENT),
+    step = make_gan_step(
+        gan_phases(
+            losses.non_saturating_generator_loss,
+            losses.minimax_discriminator_loss,
+            normal_latent(LATENT),
+        )
     )
 
     def max_diff(a, b):
@@ -88,7 +102,23 @@ _SCRIPT = textwrap.dedent(
     out["step_state_max_rel_diff"] = max_rel_diff(multi, single)
     out["step_metrics_max_diff"] = max_diff(multi_metrics, single_metrics)
     out["step_state_replicated"] = all_replicated(multi)
-    out["step_params_changed"] = max_diff(single.g_params, state.g_params) > 0
+    out["step_params_changed"] = max_diff(single["g"].params, state["g"].params) > 0
+
+    # The three-player family (G, E, D; G and E updated jointly), n_critic = 2.
+    tri = bigan.make_state(batch=B)
+    tri_step = jax.jit(make_gan_step(bigan.phases(), n_critic=2))
+    tri_batch = {"real": bigan.sample_data(jax.random.PRNGKey(3), 2 * B).reshape(2, B, 2)}
+    single, single_metrics = tri_step(copy(tri), tri_batch)
+    multi, multi_metrics = tri_step(
+        parallel.replicate(tri, mesh), parallel.shard_batch(tri_batch, mesh, batch_axis=1)
+    )
+    out["tri_state_max_diff"] = max_diff(multi, single)
+    out["tri_state_max_rel_diff"] = max_rel_diff(multi, single)
+    out["tri_metrics_max_diff"] = max_diff(multi_metrics, single_metrics)
+    out["tri_state_replicated"] = all_replicated(multi)
+    out["tri_players_changed"] = [
+        max_diff(single[n].params, tri[n].params) > 0 for n in ("g", "e", "d")
+    ]
 
     # Two fused steps drawing batches on the device: with and without the mesh.
     data = jax.random.uniform(jax.random.PRNGKey(2), (N_DATA, 28, 28, 1), minval=-1, maxval=1)
@@ -167,6 +197,12 @@ def test_sharded_step_and_chunk_equal_single_device_on_eight_devices():
     assert r["chunk_state_max_diff"] <= TOL or r["chunk_state_max_rel_diff"] <= TOL, r
     assert r["chunk_metrics_max_diff"] <= TOL, r
     assert r["chunk_state_replicated"], "the sharded chunk's output state is not replicated"
+
+    # The three-player family: every player moved, and the sharded step is the same step.
+    assert r["tri_players_changed"] == [True, True, True], r
+    assert r["tri_state_max_diff"] <= TOL or r["tri_state_max_rel_diff"] <= TOL, r
+    assert r["tri_metrics_max_diff"] <= TOL, r
+    assert r["tri_state_replicated"], "the sharded three-player step's state is not replicated"
 
     message = r["indivisible_error"]
     assert message is not None, "shard_batch accepted a batch of 12 on 8 devices"

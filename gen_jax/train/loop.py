@@ -1,17 +1,21 @@
-"""The host loop: chunks of fused steps, with progress, logs, samples and checkpoints between them.
+"""The one host loop: progress, logs, samples, checkpoints, results and resume for every run.
 
-Output folder of a run (`run_gan`):
+Output folder of a training run (`run_training`, for a `GANState` or a `TrainState`):
 
     config.json      the resolved config (checked when a run resumes)
     metrics.jsonl    one JSON line per chunk: step, wall time, the chunk's mean metrics
-    samples/         PNG sample grids at each sampling interval; samples.png is the latest
-    curves.png       loss curves, written at the end
+    samples/         what `on_sample` draws at each sampling interval (PNG grids)
+    curves.png       metric curves, written at the end
     checkpoints/     orbax checkpoints of the whole state (two newest kept)
     results.json     the run's headline numbers
 
 Rerunning on the same folder restores the newest checkpoint and continues; because batches
-and latents are drawn from (key, step), the continued run is bit-identical to an
+and keys are drawn from (key, step), the continued run is bit-identical to an
 uninterrupted one on the same machine.
+
+Runs that optimise an image rather than a state (style transfer, texture synthesis) use
+`run_synthesis`: the same folder layout without checkpoints, resumed from the saved image.
+Both write their progress through `RunLog`.
 """
 
 from __future__ import annotations
@@ -30,27 +34,112 @@ from tqdm.auto import tqdm
 from gen_jax import parallel, viz
 from gen_jax.checkpoint import Checkpointer
 from gen_jax.config import prepare_workdir, write_json_atomic
-from gen_jax.train.state import GANState
 from gen_jax.train.steps import BatchFn, make_train_chunk
 
-ChunkFn = Callable[[GANState, Any], tuple[GANState, dict]]
+ChunkFn = Callable[[Any, Any], tuple[Any, dict]]
+
+__all__ = [
+    "RunLog",
+    "SynthesisRun",
+    "check_synthesis_resumable",
+    "device_description",
+    "fit",
+    "run_synthesis",
+    "run_training",
+]
 
 
 def _crossed(prev: int, now: int, every: int) -> bool:
     return every > 0 and now // every > prev // every
 
 
-def _truncate_metrics(path: str, last_step: int) -> None:
-    """Drops log lines past `last_step`: a run that died after its last checkpoint logged them."""
-    rows = [r for r in viz.read_metrics(path) if r["step"] <= last_step]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    os.replace(tmp, path)
+def device_description() -> str:
+    """``platform:kind xN`` of the devices the run uses."""
+    device = jax.devices()[0]
+    return f"{device.platform}:{device.device_kind} x{jax.device_count()}"
+
+
+class RunLog:
+    """A run's ``metrics.jsonl`` and its progress bar, continued from step `start`.
+
+    Lines past `start` (logged by a run that died after its last checkpoint) are dropped
+    when the log opens, so a resumed run's log has each step once.
+
+    Args:
+      workdir: the run's folder.
+      start: the step the run resumes from (0 for a new run).
+      total: the step it runs to.
+      desc: the progress bar's label.
+      unit: the bar's unit ("step", "it").
+      shown: metric names shown beside the bar when present.
+    """
+
+    def __init__(
+        self,
+        workdir: str,
+        start: int,
+        total: int,
+        desc: str,
+        *,
+        unit: str = "step",
+        shown: tuple[str, ...] = ("d/loss", "g/loss", "train/loss", "loss/total"),
+    ):
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        rows = [r for r in viz.read_metrics(self.path) if r["step"] <= start]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        os.replace(tmp, self.path)
+        self.start = self.step = start
+        self.shown = shown
+        self.rows: list[dict] = []
+        self.t0 = time.perf_counter()
+        self._bar = tqdm(total=total, initial=start, desc=desc, unit=unit, dynamic_ncols=True)
+
+    def log(self, step: int, metrics: dict[str, float]) -> dict:
+        """Appends ``{"step", "time", **metrics}`` and advances the bar to `step`.
+
+        Raises:
+          FloatingPointError: a metric is not finite (nothing is written then).
+        """
+        row = {"step": int(step), "time": time.time(), **metrics}
+        bad = {n: v for n, v in row.items() if not math.isfinite(v)}
+        if bad:
+            raise FloatingPointError(
+                f"non-finite metrics at step {step}: {bad}; the last checkpoint is kept"
+            )
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        self._bar.update(int(step) - self.step)
+        self.step = int(step)
+        postfix = {n: f"{row[n]:.4g}" for n in self.shown if n in row}
+        if "steps_per_s" in row:
+            postfix["it/s"] = f"{row['steps_per_s']:.1f}"
+        self._bar.set_postfix(postfix, refresh=False)
+        self.rows.append(row)
+        return row
+
+    def close(self) -> float:
+        """Closes the bar; returns the seconds since the log opened."""
+        self._bar.close()
+        return time.perf_counter() - self.t0
+
+    def steady_rate(self) -> float | None:
+        """Steps per second after this session's first line (which includes compiling)."""
+        if len(self.rows) < 2:
+            return None
+        a, b = self.rows[0], self.rows[-1]
+        return (b["step"] - a["step"]) / max(b["time"] - a["time"], 1e-9)
+
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._bar.close()
 
 
 def fit(
-    state: GANState,
+    state: Any,
     chunk_for: Callable[[int], ChunkFn],
     data: Any,
     *,
@@ -60,9 +149,9 @@ def fit(
     checkpointer: Checkpointer | None = None,
     checkpoint_every: int = 0,
     sample_every: int = 0,
-    on_sample: Callable[[GANState, int], None] | None = None,
+    on_sample: Callable[[Any, int], None] | None = None,
     desc: str = "train",
-) -> GANState:
+) -> Any:
     """Runs `state` to `total_steps` in chunks, logging, sampling and checkpointing between them.
 
     Args:
@@ -81,10 +170,7 @@ def fit(
         the last good checkpoint stays the newest.
     """
     step = int(state.step)
-    metrics_path = os.path.join(workdir, "metrics.jsonl")
-    _truncate_metrics(metrics_path, step)
-    bar = tqdm(total=total_steps, initial=step, desc=desc, unit="step", dynamic_ncols=True)
-    with open(metrics_path, "a") as log, bar:
+    with RunLog(workdir, step, total_steps, desc) as log:
         while step < total_steps:
             k = min(chunk_steps, total_steps - step)
             t0 = time.perf_counter()
@@ -92,21 +178,8 @@ def fit(
             metrics = jax.device_get(metrics)  # One host fetch per chunk.
             seconds = time.perf_counter() - t0
             prev, step = step, step + k
-            row = {"step": step, "time": time.time(), "steps_per_s": k / seconds}
-            row |= {name: float(np.mean(v)) for name, v in metrics.items()}
-            if not all(math.isfinite(v) for v in row.values()):
-                bad = {n: v for n, v in row.items() if not math.isfinite(v)}
-                raise FloatingPointError(
-                    f"non-finite metrics at step {step}: {bad}; the last checkpoint is kept"
-                )
-            log.write(json.dumps(row) + "\n")
-            log.flush()
-            bar.update(k)
-            bar.set_postfix(
-                {n: f"{row[n]:.3f}" for n in ("d/loss", "g/loss") if n in row}
-                | {"it/s": f"{row['steps_per_s']:.1f}"},
-                refresh=False,
-            )
+            means = {name: float(np.mean(v)) for name, v in metrics.items()}
+            log.log(step, {"steps_per_s": k / seconds, **means})
             done = step >= total_steps
             if on_sample and (done or _crossed(prev, step, sample_every)):
                 on_sample(state, step)
@@ -115,30 +188,40 @@ def fit(
     return state
 
 
-def run_gan(
+def run_training(
     config: Any,
     workdir: str,
     *,
-    init_state: Callable[[], GANState],
+    init_state: Callable[[], Any],
     train_step: Callable,
     batch_fn: BatchFn,
     data: Any,
-    on_sample: Callable[[GANState, int, str], None] | None = None,
-    evaluate: Callable[[GANState, str], dict] | None = None,
+    on_sample: Callable[[Any, int, str], None] | None = None,
+    evaluate: Callable[[Any, str], dict] | None = None,
+    sample_every: int | None = None,
+    batch_axis: int = 1,
     unroll: int | bool | None = None,
+    desc: str | None = None,
 ) -> dict:
-    """Runs (or resumes) a GAN experiment in `workdir` and returns its results dict.
+    """Runs (or resumes) a training experiment in `workdir`; returns its results dict.
 
     Args:
-      config: a frozen dataclass with at least steps, chunk_steps, checkpoint_every,
-        sample_every and batch_size.
+      config: a frozen dataclass with at least steps, chunk_steps, checkpoint_every and
+        batch_size (and sample_every unless given).
       workdir: the output folder (see the module docstring).
       init_state: builds the step-0 state (also the template for restoring).
       train_step, batch_fn: as for `make_train_chunk`.
       data: the dataset, placed on every device of the mesh.
       on_sample: `f(state, step, workdir)` writes pictures at sampling intervals.
       evaluate: `f(state, workdir) -> dict` of headline numbers at the end.
+      sample_every: overrides `config.sample_every` (an evaluation interval, say).
+      batch_axis: the example axis of the batch leaves (1 after the GAN's n_critic axis).
       unroll: passed to `make_train_chunk`.
+      desc: the progress bar's label (default: the folder's name).
+
+    Raises:
+      ValueError: the batch does not divide over the devices, or the folder holds a run
+        of another config (before anything is written).
     """
     mesh = parallel.make_mesh()
     n_dev = mesh.shape[parallel.DATA_AXIS]
@@ -156,7 +239,9 @@ def run_gan(
 
     def chunk_for(k: int) -> ChunkFn:
         if k not in chunks:
-            chunks[k] = make_train_chunk(train_step, batch_fn, k, mesh=mesh, unroll=unroll)
+            chunks[k] = make_train_chunk(
+                train_step, batch_fn, k, mesh=mesh, batch_axis=batch_axis, unroll=unroll
+            )
         return chunks[k]
 
     start_step, t0 = int(state.step), time.perf_counter()
@@ -169,9 +254,9 @@ def run_gan(
         workdir=workdir,
         checkpointer=checkpointer,
         checkpoint_every=config.checkpoint_every,
-        sample_every=config.sample_every,
+        sample_every=config.sample_every if sample_every is None else sample_every,
         on_sample=(lambda s, step: on_sample(s, step, workdir)) if on_sample else None,
-        desc=os.path.basename(os.path.normpath(workdir)),
+        desc=desc or os.path.basename(os.path.normpath(workdir)),
     )
     seconds = time.perf_counter() - t0
     checkpointer.close()
@@ -181,14 +266,101 @@ def run_gan(
         "steps": int(state.step),
         "steps_this_session": int(state.step) - start_step,
         "seconds_this_session": seconds,
-        "device": f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind} x{n_dev}",
+        "device": device_description(),
     }
     if rows:
         results["final_metrics"] = {k: v for k, v in rows[-1].items() if "/" in k}
         fast = [r["steps_per_s"] for r in rows[1:]] or [rows[0]["steps_per_s"]]
         results["steps_per_s"] = float(np.median(fast))
         results["images_per_s"] = results["steps_per_s"] * config.batch_size
+        # Time in the training chunks over all sessions (compilation included; sampling and
+        # checkpoints not), read back from the log so a resumed run counts its past.
+        done = np.diff([0] + [r["step"] for r in rows])
+        results["train_seconds"] = float(sum(k / r["steps_per_s"] for k, r in zip(done, rows)))
     if evaluate:
         results |= evaluate(state, workdir)
     write_json_atomic(os.path.join(workdir, "results.json"), results)
     return results
+
+
+def _saved_results(workdir: str, steps: int) -> dict | None:
+    """The results of a finished synthesis run in `workdir` (None if there is none).
+
+    Raises:
+      ValueError: the saved run has more iterations than `steps` (nothing is changed).
+    """
+    path = os.path.join(workdir, "results.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        saved = json.load(f)
+    if saved["steps"] > steps:
+        raise ValueError(
+            f"{workdir} already holds a run of {saved['steps']} steps; pass --steps "
+            f">= {saved['steps']} to continue it, or use another --workdir"
+        )
+    return saved
+
+
+def check_synthesis_resumable(workdir: str, steps: int) -> None:
+    """Raises the error `run_synthesis` would, before anything is written."""
+    _saved_results(workdir, steps)
+
+
+class SynthesisRun:
+    """What `run_synthesis` returns: the result (None when the run was already complete)."""
+
+    def __init__(self, result, saved, start, seconds=None, rate=None):
+        self.result = result
+        self.saved = saved  # The previous session's results.json, when this one continues it.
+        self.start = start  # The iteration this session started from.
+        self.seconds = seconds
+        self.rate = rate  # Iterations per second after the first chunk.
+
+    @property
+    def complete(self) -> bool:
+        return self.result is None
+
+
+def run_synthesis(
+    config: Any,
+    workdir: str,
+    synthesize: Callable[[np.ndarray | None, int, Callable[[int, float], None]], Any],
+    *,
+    desc: str,
+) -> SynthesisRun:
+    """Runs (or continues) an image optimisation of `config.steps` iterations in `workdir`.
+
+    A folder whose results.json holds as many steps is complete and left untouched; fewer
+    steps and a saved ``result.npy`` continue from that image for the remaining ones; a
+    different config is refused before anything is written (`prepare_workdir`).
+
+    Args:
+      config: a frozen dataclass with a ``steps`` field.
+      workdir: the output folder (config.json, metrics.jsonl; the caller writes the rest,
+        including ``result.npy`` and ``results.json``).
+      synthesize: ``f(init, steps, callback) -> result``: runs `steps` iterations from
+        `init` (None: the method's own start) and calls ``callback(done, loss)`` after each
+        chunk of iterations (`gen_jax.synthesis.optimize_image`'s callback).
+      desc: the progress bar's label.
+    """
+    saved = _saved_results(workdir, config.steps)
+    prepare_workdir(workdir, config)
+    start, init = 0, None
+    result_npy = os.path.join(workdir, "result.npy")
+    if saved is not None and os.path.exists(result_npy):
+        if saved["steps"] == config.steps:
+            return SynthesisRun(None, saved, config.steps)
+        start, init = saved["steps"], np.load(result_npy)
+    else:
+        saved = None
+    log = RunLog(workdir, start, config.steps, desc, unit="it")
+
+    def callback(done_this_session: int, loss: float) -> None:
+        log.log(start + done_this_session, {"loss/total": float(loss)})
+
+    try:
+        result = synthesize(init, config.steps - start, callback)
+    finally:
+        seconds = log.close()
+    return SynthesisRun(result, saved, start, seconds, log.steady_rate())

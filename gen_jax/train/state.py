@@ -1,14 +1,23 @@
-"""The explicit state pytree of a GAN run.
+"""The explicit state pytrees of every training regime.
 
-Everything needed to continue a run bit-for-bit lives in one `GANState`: both networks'
-parameters, optimizer states and batch-norm statistics, the generator's exponential moving
-average, the step counter and the run's base PRNG key. Batches of small datasets are drawn
-from (key, step) inside the compiled step, so the step counter is also the data cursor, and
-one checkpoint of this pytree is a complete checkpoint.
+A *player* is one network with its optimizer: its parameters, its optax state, its other
+variable collections (batch-norm statistics, spectral-norm vectors) and, when kept, the
+exponential moving average of its parameters. Modules and optax transformations are
+static fields, never leaves.
+
+`GANState` holds the named players of an adversarial game (``g`` and ``d``; ``e``, ``q``,
+``g_ab``, ``g_ba``... where a family needs them), the state its objective owns (BEGAN's
+k_t, an image pool, a historical average) in ``extra``, the step counter and the run's
+base PRNG key. `TrainState` is the same for one player (a classifier, a VAE, PixelCNN, an
+LSTM). Batches of small datasets are drawn from (key, step) inside the compiled step, so
+the step counter is also the data cursor, and one checkpoint of either pytree is a
+complete checkpoint.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -19,42 +28,137 @@ from flax import struct
 
 PyTree = Any
 
+__all__ = [
+    "GANState",
+    "Player",
+    "PlayerSpec",
+    "TrainState",
+    "create_gan_state",
+    "create_player",
+    "create_train_state",
+    "stream_keys",
+]
 
-class GANState(struct.PyTreeNode):
-    """Generator and discriminator state, updated by `make_train_step`'s step.
+
+class Player(struct.PyTreeNode):
+    """One network of a training regime, with its own optimizer.
 
     Attributes:
-      step: int32 scalar, number of generator updates done (and the data cursor).
-      g_params, d_params: the networks' parameters.
-      g_opt_state, d_opt_state: each network's own optax state.
-      g_batch_stats, d_batch_stats: batch-norm running statistics ({} without batch norm).
-      g_ema_params: exponential moving average of g_params (Yazici et al. 2019,
-        arXiv:1806.04498), or None when the run keeps no average.
+      params: the network's parameters.
+      opt_state: its optax state.
+      collections: its other Flax variable collections ({} when it has none), e.g.
+        ``{"batch_stats": ...}``; train-mode passes update them.
+      ema_params: exponential moving average of ``params`` (Yazici et al. 2019,
+        arXiv:1806.04498), or None when the run keeps none for this player.
+      module: the Flax module (static); its ``__call__`` takes ``train=`` as a keyword.
+      tx: the optax transformation (static).
+    """
+
+    params: PyTree
+    opt_state: PyTree
+    collections: PyTree
+    ema_params: PyTree
+    module: nn.Module = struct.field(pytree_node=False)
+    tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+    def variables(self, *, use_ema: bool = False) -> dict[str, PyTree]:
+        """The Flax variables, with the EMA parameters when asked for and kept."""
+        params = self.ema_params if (use_ema and self.ema_params is not None) else self.params
+        return {"params": params, **self.collections}
+
+    def apply(self, *args, use_ema: bool = False, **kwargs) -> Any:
+        """An inference-mode forward pass (``train=False``: running statistics)."""
+        return self.module.apply(self.variables(use_ema=use_ema), *args, train=False, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlayerSpec:
+    """What `create_gan_state` needs to initialise one player.
+
+    Attributes:
+      module: the Flax module.
+      tx: its optax transformation.
+      inputs: example positional inputs for ``module.init`` (values unused, shapes and
+        dtypes matter), e.g. ``(z,)`` for a generator, ``(x,)`` for a discriminator.
+      kwargs: example keyword inputs (``{"labels": y}`` for a conditional network).
+      use_ema: keep an exponential moving average of the parameters.
+    """
+
+    module: nn.Module
+    tx: optax.GradientTransformation
+    inputs: tuple = ()
+    kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    use_ema: bool = False
+
+
+def create_player(key: jax.Array, spec: PlayerSpec) -> Player:
+    """Initialises one player (in inference mode) from `key`."""
+    variables = spec.module.init(key, *spec.inputs, train=False, **dict(spec.kwargs))
+    variables = dict(variables)
+    params = variables.pop("params")
+    return Player(
+        params=params,
+        opt_state=spec.tx.init(params),
+        collections=variables,
+        ema_params=jax.tree.map(jnp.copy, params) if spec.use_ema else None,
+        module=spec.module,
+        tx=spec.tx,
+    )
+
+
+class GANState(struct.PyTreeNode):
+    """The named players of an adversarial game, the state its objective owns, and the step.
+
+    Attributes:
+      step: int32 scalar, number of whole steps done (and the data cursor).
       key: the run's base PRNG key; constant, per-step keys are `fold_in(key, step)`.
-      generator, discriminator: the Flax modules (static).
-      g_tx, d_tx: the two optax transformations (static).
+      players: ``{name: Player}``.
+      extra: the objective's own state (a pytree, ``{}`` when it has none).
     """
 
     step: jax.Array
-    g_params: PyTree
-    d_params: PyTree
-    g_opt_state: PyTree
-    d_opt_state: PyTree
-    g_batch_stats: PyTree
-    d_batch_stats: PyTree
-    g_ema_params: PyTree
     key: jax.Array
-    generator: nn.Module = struct.field(pytree_node=False)
-    discriminator: nn.Module = struct.field(pytree_node=False)
-    g_tx: optax.GradientTransformation = struct.field(pytree_node=False)
-    d_tx: optax.GradientTransformation = struct.field(pytree_node=False)
+    players: dict[str, Player]
+    extra: PyTree
 
-    def generate(self, z: jax.Array, *, use_ema: bool = True) -> jax.Array:
-        """Samples G(z) in inference mode (running batch-norm statistics), from the EMA if kept."""
-        params = self.g_ema_params if (use_ema and self.g_ema_params is not None) else self.g_params
-        return self.generator.apply(
-            {"params": params, "batch_stats": self.g_batch_stats}, z, train=False
-        )
+    def __getitem__(self, name: str) -> Player:
+        return self.players[name]
+
+    def apply(self, name: str, *args, use_ema: bool = True, **kwargs) -> Any:
+        """Player `name` in inference mode, from its EMA parameters when it keeps them."""
+        return self.players[name].apply(*args, use_ema=use_ema, **kwargs)
+
+    def generate(self, *args, use_ema: bool = True, **kwargs) -> jax.Array:
+        """Samples ``G(z, ...)``: player ``g`` in inference mode, from its EMA if kept."""
+        return self.apply("g", *args, use_ema=use_ema, **kwargs)
+
+
+class TrainState(struct.PyTreeNode):
+    """One player, its step and its key: the state of likelihood and supervised models.
+
+    Attributes:
+      step: int32 scalar, updates done (and the data cursor).
+      key: the run's base key; dropout and data keys are derived from (key, step).
+      model: the `Player`.
+      extra: the objective's own state (``{}`` when it has none).
+    """
+
+    step: jax.Array
+    key: jax.Array
+    model: Player
+    extra: PyTree
+
+    @property
+    def params(self) -> PyTree:
+        return self.model.params
+
+    @property
+    def variables(self) -> dict[str, PyTree]:
+        return self.model.variables()
+
+    def apply(self, *args, use_ema: bool = False, **kwargs) -> Any:
+        """The model in inference mode."""
+        return self.model.apply(*args, use_ema=use_ema, **kwargs)
 
 
 def stream_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -64,45 +168,38 @@ def stream_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def create_gan_state(
-    key: jax.Array,
-    generator: nn.Module,
-    discriminator: nn.Module,
-    g_tx: optax.GradientTransformation,
-    d_tx: optax.GradientTransformation,
-    z_example: jax.Array,
-    x_example: jax.Array,
-    *,
-    use_ema: bool = True,
+    key: jax.Array, players: Mapping[str, PlayerSpec], *, extra: PyTree = None
 ) -> GANState:
-    """Initialises both networks, their optimizers and the EMA from one key.
+    """Initialises every player and the run's base key from one key.
 
     Args:
-      key: PRNG key; split into the two init keys and the run's base key.
-      generator, discriminator: Flax modules taking `train=` as a keyword.
-      g_tx, d_tx: optax transformations for G and D.
-      z_example: a latent batch [B, ...] (values unused, shape and dtype matter).
-      x_example: a data batch [B, ...] as D sees it.
-      use_ema: keep an exponential moving average of G's parameters.
+      key: PRNG key, split into one init key per player (in the order of `players`) and,
+        last, the run's base key.
+      players: ``{name: PlayerSpec}``, e.g. ``{"g": ..., "d": ...}``.
+      extra: the objective's initial state (None: ``{}``).
 
     Returns:
       A `GANState` at step 0.
     """
-    g_key, d_key, run_key = jax.random.split(key, 3)
-    g_vars = generator.init(g_key, z_example, train=False)
-    d_vars = discriminator.init(d_key, x_example, train=False)
-    g_params, d_params = g_vars["params"], d_vars["params"]
+    if not players:
+        raise ValueError("players must name at least one player, got none")
+    *init_keys, run_key = jax.random.split(key, len(players) + 1)
     return GANState(
         step=jnp.zeros((), jnp.int32),
-        g_params=g_params,
-        d_params=d_params,
-        g_opt_state=g_tx.init(g_params),
-        d_opt_state=d_tx.init(d_params),
-        g_batch_stats=g_vars.get("batch_stats", {}),
-        d_batch_stats=d_vars.get("batch_stats", {}),
-        g_ema_params=jax.tree.map(jnp.copy, g_params) if use_ema else None,
         key=run_key,
-        generator=generator,
-        discriminator=discriminator,
-        g_tx=g_tx,
-        d_tx=d_tx,
+        players={
+            name: create_player(k, spec) for k, (name, spec) in zip(init_keys, players.items())
+        },
+        extra={} if extra is None else extra,
+    )
+
+
+def create_train_state(key: jax.Array, spec: PlayerSpec, *, extra: PyTree = None) -> TrainState:
+    """Initialises one player and the run's base key: ``init_key, run_key = split(key)``."""
+    init_key, run_key = jax.random.split(key)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        key=run_key,
+        model=create_player(init_key, spec),
+        extra={} if extra is None else extra,
     )

@@ -22,6 +22,7 @@ from experiments import dcgan, gan_mixture
 from gen_jax.checkpoint import Checkpointer
 from gen_jax.config import config_to_dict
 from gen_jax.data import load_fashion_mnist
+from recorded import assert_matches_recorded
 
 
 def _snapshot(workdir: Path) -> dict[str, str]:
@@ -43,12 +44,13 @@ def _assert_png(path: Path):
         assert image.format == "PNG" and min(image.size) > 8, path
 
 
-def _run_resume_refuse(module, workdir: Path, *, more_steps, pictures, changed):
+def _run_resume_refuse(module, workdir: Path, *, more_steps, pictures, changed, recorded):
     smoke = module.get_smoke_config()
     argv = ["--workdir", str(workdir), "--smoke"]
 
-    # 1. The smoke run.
+    # 1. The smoke run, with the numbers recorded before the training engine.
     results = module.main(argv)
+    assert_matches_recorded(recorded, workdir, results)
     assert results["steps"] == results["steps_this_session"] == smoke.steps
     for name in ("config.json", "metrics.jsonl", "results.json"):
         assert (workdir / name).is_file(), f"missing {name}"
@@ -91,6 +93,7 @@ def test_gan_mixture_smoke_resume_and_refusal(tmp_path):
         more_steps=25,
         pictures=("scatter.png",),
         changed=("g_hidden", "8"),
+        recorded="gan_mixture_ring",
     )
     assert results["num_modes"] == 8 and 0 <= results["modes"] <= 8
     assert 0.0 <= results["high_quality"] <= 1.0
@@ -132,6 +135,7 @@ def test_dcgan_smoke_resume_and_refusal(tmp_path):
         more_steps=5,  # 4 -> 5: one more step, a one-step chunk (cheap to compile)
         pictures=("samples.png", "real.png"),
         changed=("ngf", "8"),
+        recorded="dcgan",
     )
     assert results["epochs"] > 0
     assert -1.0 <= results["sample_mean"] <= 1.0

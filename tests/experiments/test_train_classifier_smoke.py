@@ -18,6 +18,7 @@ from experiments import train_classifier
 from gen_jax.checkpoint import Checkpointer
 from gen_jax.data import load_fashion_mnist
 from gen_jax.models.classifier import load_classifier_weights
+from recorded import assert_matches_recorded
 
 
 def _rows(path: Path) -> list[dict]:
@@ -64,6 +65,7 @@ def test_fashion_mnist_smoke_through_the_command_line(tmp_path):
         pytest.skip(f"Fashion-MNIST is not installed (dataset-fashion-mnist): {e}")
     workdir = tmp_path / "fm"
     results = train_classifier.main(["--workdir", str(workdir), "--smoke"])
+    assert_matches_recorded("classifier_fashion", workdir, results)
     saved = json.loads((workdir / "results.json").read_text())
     assert saved["dataset"] == "fashion_mnist" and saved["test_split"] == "test"
     assert saved == json.loads(json.dumps(results))

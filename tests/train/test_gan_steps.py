@@ -1,4 +1,4 @@
-"""Tests for the alternating GAN step (make_train_step) and its fused chunks (make_train_chunk).
+"""Tests for the alternating GAN step (make_gan_step over gan_phases) and its fused chunks.
 
 Tiny shapes throughout (batch 8): the MLP pair where batch norm does not matter, the tiny
 DCGAN pair where it does (the isolation of the two networks' batch statistics).
@@ -15,8 +15,16 @@ from gen_jax import losses
 from gen_jax.data import epoch_batch_indices
 from gen_jax.models.dcgan import TinyDCGANDiscriminator, TinyDCGANGenerator
 from gen_jax.models.mlp_gan import TinyMLPDiscriminator, TinyMLPGenerator
-from gen_jax.train.state import create_gan_state, stream_keys
-from gen_jax.train.steps import make_train_chunk, make_train_step, normal_latent
+from gen_jax.train import (
+    PlayerSpec,
+    create_gan_state,
+    gan_phases,
+    make_gan_step,
+    make_train_chunk,
+    normal_latent,
+    r1_term,
+    stream_keys,
+)
 
 B = 8
 LATENT = 4
@@ -41,9 +49,18 @@ def _frozen_adam():
     return optax.chain(optax.scale_by_adam(), optax.set_to_zero())
 
 
-def _mlp_state(*, use_ema=True):
+def _gan_state(generator, discriminator, g_tx, d_tx, z, x, *, use_ema=True):
     return create_gan_state(
         jax.random.PRNGKey(0),
+        {
+            "g": PlayerSpec(generator, g_tx, (z,), use_ema=use_ema),
+            "d": PlayerSpec(discriminator, d_tx, (x,)),
+        },
+    )
+
+
+def _mlp_state(*, use_ema=True):
+    return _gan_state(
         TinyMLPGenerator(out_dim=2),
         TinyMLPDiscriminator(),
         optax.adam(1e-2, b1=0.5),
@@ -54,13 +71,14 @@ def _mlp_state(*, use_ema=True):
     )
 
 
-def _mlp_step(**kwargs):
-    return make_train_step(
+def _mlp_step(sample_latent=None, *, n_critic=1, ema_decay=0.999, d_terms=()):
+    phases = gan_phases(
         losses.non_saturating_generator_loss,
         losses.minimax_discriminator_loss,
-        normal_latent(LATENT),
-        **kwargs,
+        sample_latent or normal_latent(LATENT),
+        d_terms=d_terms,
     )
+    return make_gan_step(phases, n_critic=n_critic, ema_decay=ema_decay)
 
 
 def _real(seed, n_critic=1):
@@ -99,12 +117,7 @@ def _recording_latent(key, batch_size):
 @pytest.fixture(scope="module")
 def mlp_step():
     """The jitted MLP step; asserts it is traced once for all the tests that share it."""
-    step = make_train_step(
-        losses.non_saturating_generator_loss,
-        losses.minimax_discriminator_loss,
-        _recording_latent,
-    )
-    return jax.jit(chex.assert_max_traces(step, n=1))
+    return jax.jit(chex.assert_max_traces(_mlp_step(_recording_latent), n=1))
 
 
 @pytest.fixture(scope="module")
@@ -150,20 +163,20 @@ def test_consecutive_steps_update_both_networks(mlp_step, mlp_state):
     state1, _ = mlp_step(mlp_state, _real(1))
     state2, _ = mlp_step(state1, _real(1))
     for before, after in ((mlp_state, state1), (state1, state2)):
-        assert _any_leaf_differs(before.g_params, after.g_params)
-        assert _any_leaf_differs(before.d_params, after.d_params)
+        assert _any_leaf_differs(before["g"].params, after["g"].params)
+        assert _any_leaf_differs(before["d"].params, after["d"].params)
     np.testing.assert_array_equal(state2.key, mlp_state.key)  # The base key is constant.
 
 
 def test_ema_warms_up_as_documented(mlp_step, mlp_state):
     state1, _ = mlp_step(mlp_state, _real(1))
-    chex.assert_tree_all_finite(state1.g_ema_params)
-    assert _any_leaf_differs(state1.g_ema_params, state1.g_params)
+    g0, g1 = mlp_state["g"], state1["g"]
+    chex.assert_tree_all_finite(g1.ema_params)
+    assert _any_leaf_differs(g1.ema_params, g1.params)
+    assert state1["d"].ema_params is None  # Only the players that ask keep an average.
     # At t = 0 the decay is min(0.999, (1 + 0) / (10 + 0)) = 0.1.
-    expected = jax.tree.map(
-        lambda init, new: 0.1 * init + 0.9 * new, mlp_state.g_ema_params, state1.g_params
-    )
-    _leaves_close(state1.g_ema_params, expected, rtol=1e-5, atol=1e-7)
+    expected = jax.tree.map(lambda init, new: 0.1 * init + 0.9 * new, g0.ema_params, g1.params)
+    _leaves_close(g1.ema_params, expected, rtol=1e-5, atol=1e-7)
 
 
 def test_ema_decay_zero_tracks_params_and_use_ema_false_keeps_none():
@@ -171,13 +184,13 @@ def test_ema_decay_zero_tracks_params_and_use_ema_false_keeps_none():
     state = _mlp_state()
     for seed in (1, 2):
         state, _ = step(state, _real(seed))
-    _leaves_equal(state.g_ema_params, state.g_params)
+    _leaves_equal(state["g"].ema_params, state["g"].params)
 
     state = _mlp_state(use_ema=False)
-    assert state.g_ema_params is None
+    assert state["g"].ema_params is None
     for seed in (1, 2):
         state, metrics = step(state, _real(seed))
-    assert state.g_ema_params is None
+    assert state["g"].ema_params is None
     chex.assert_tree_all_finite(metrics)
     z = jax.random.normal(jax.random.PRNGKey(3), (B, LATENT))
     samples = state.generate(z)
@@ -199,7 +212,7 @@ def test_n_critic_must_be_positive():
 
 def test_wrong_leading_axis_raises():
     step = _mlp_step(n_critic=3)
-    with pytest.raises(ValueError, match="n_critic=3"):
+    with pytest.raises(ValueError, match=r"batch\['real'\].*n_critic=3"):
         step(_mlp_state(), _real(1, n_critic=2))
     with pytest.raises(ValueError, match="n_critic=3"):
         jax.jit(step)(_mlp_state(), _real(1, n_critic=1))
@@ -244,13 +257,14 @@ def _train_forward(module, params, stats, x):
 @jax.jit
 def _expected_stats(state, real):
     """(G's, D's) batch statistics after one frozen step, and each with one leaked forward."""
-    fake, g_stats = _train_forward(state.generator, state.g_params, state.g_batch_stats, _Z_FIXED)
-    _, g_stats_leaky = _train_forward(state.generator, state.g_params, g_stats, _Z_FIXED)
-    d_stats = state.d_batch_stats
+    g, d = state["g"], state["d"]
+    fake, g_stats = _train_forward(g.module, g.params, g.collections["batch_stats"], _Z_FIXED)
+    _, g_stats_leaky = _train_forward(g.module, g.params, g_stats, _Z_FIXED)
+    d_stats = d.collections["batch_stats"]
     for i in range(real.shape[0]):
-        _, d_stats = _train_forward(state.discriminator, state.d_params, d_stats, real[i])
-        _, d_stats = _train_forward(state.discriminator, state.d_params, d_stats, fake)
-    _, d_stats_leaky = _train_forward(state.discriminator, state.d_params, d_stats, fake)
+        _, d_stats = _train_forward(d.module, d.params, d_stats, real[i])
+        _, d_stats = _train_forward(d.module, d.params, d_stats, fake)
+    _, d_stats_leaky = _train_forward(d.module, d.params, d_stats, fake)
     return g_stats, d_stats, g_stats_leaky, d_stats_leaky
 
 
@@ -268,8 +282,7 @@ def test_each_half_leaves_the_other_network_untouched():
     # threefry takes XLA:CPU seconds to compile for some conv-kernel shapes (7 s for bits
     # of shape (4, 4, 4, 8)), tripling this test's time; the step runs with the defaults.
     with jax.threefry_partitionable(False):
-        state = create_gan_state(
-            jax.random.PRNGKey(0),
+        state = _gan_state(
             TinyDCGANGenerator(),
             TinyDCGANDiscriminator(),
             _frozen_adam(),
@@ -278,32 +291,30 @@ def test_each_half_leaves_the_other_network_untouched():
             jnp.zeros((B, 28, 28, 1)),
             use_ema=False,
         )
-    assert state.g_batch_stats and state.d_batch_stats  # Both networks have batch norm.
+    g0, d0 = state["g"], state["d"]
+    # Both networks have batch norm.
+    assert g0.collections["batch_stats"] and d0.collections["batch_stats"]
     real = jax.random.uniform(
         jax.random.PRNGKey(7), (N_CRITIC * B * 28 * 28,), minval=-1, maxval=1
     ).reshape(N_CRITIC, B, 28, 28, 1)
-    step = make_train_step(
-        losses.non_saturating_generator_loss,
-        losses.minimax_discriminator_loss,
-        _fixed_latent,
-        n_critic=N_CRITIC,
-    )
+    step = _mlp_step(_fixed_latent, n_critic=N_CRITIC)
     new, metrics = jax.jit(step)(state, {"real": real})
     assert set(metrics) == METRIC_KEYS
     chex.assert_tree_all_finite(metrics)
     assert float(metrics["d/grad_norm"]) > 0 and float(metrics["g/grad_norm"]) > 0
 
-    _leaves_equal(new.g_params, state.g_params)
-    _leaves_equal(new.d_params, state.d_params)
-    assert int(new.d_opt_state[0].count) == N_CRITIC
-    assert int(new.g_opt_state[0].count) == 1
+    g1, d1 = new["g"], new["d"]
+    _leaves_equal(g1.params, g0.params)
+    _leaves_equal(d1.params, d0.params)
+    assert int(d1.opt_state[0].count) == N_CRITIC
+    assert int(g1.opt_state[0].count) == 1
     # The moments were written (the updates are zeroed after scale_by_adam, not before).
-    assert _any_leaf_differs(new.g_opt_state[0].mu, state.g_opt_state[0].mu)
-    assert _any_leaf_differs(new.d_opt_state[0].mu, state.d_opt_state[0].mu)
+    assert _any_leaf_differs(g1.opt_state[0].mu, g0.opt_state[0].mu)
+    assert _any_leaf_differs(d1.opt_state[0].mu, d0.opt_state[0].mu)
 
     g_stats, d_stats, g_leaky, d_leaky = _expected_stats(state, real)
-    _assert_stats(new.g_batch_stats, g_stats, g_leaky)
-    _assert_stats(new.d_batch_stats, d_stats, d_leaky)
+    _assert_stats(g1.collections["batch_stats"], g_stats, g_leaky)
+    _assert_stats(d1.collections["batch_stats"], d_stats, d_leaky)
 
 
 # --- Chunks: K fused steps equal K dispatched steps. -----------------------------------------
@@ -346,8 +357,7 @@ def test_r1_penalty_changes_only_the_discriminator_update():
     # D by plain SGD(lr 1), G frozen: D's new params must differ from the unpenalised step's
     # by exactly -gamma/2 * grad_params(mean ||grad_x D||^2); G's must not move at all.
     gamma = 3.0
-    state = create_gan_state(
-        jax.random.PRNGKey(0),
+    state = _gan_state(
         TinyMLPGenerator(out_dim=2),
         TinyMLPDiscriminator(pack=2),
         _frozen_adam(),
@@ -358,29 +368,36 @@ def test_r1_penalty_changes_only_the_discriminator_update():
     )
     batch = _real(1)
     plain, plain_metrics = jax.jit(_mlp_step())(state, batch)
-    penalised, metrics = jax.jit(_mlp_step(r1_gamma=gamma))(state, batch)
+    penalised, metrics = jax.jit(_mlp_step(d_terms=(r1_term(gamma),)))(state, batch)
 
-    assert set(metrics) == METRIC_KEYS | {"d/r1"}
+    # The phase's summed loss is logged as d/total beside each term's own metrics.
+    assert set(metrics) == METRIC_KEYS | {"d/r1", "d/total"}
     assert float(metrics["d/r1"]) > 0
     # d/loss is the adversarial term alone, the same before the update in both steps.
     np.testing.assert_allclose(metrics["d/loss"], plain_metrics["d/loss"], rtol=1e-6)
 
+    d = state["d"]
+
     def mean_r1(d_params):
         def d_fn(x):
-            return state.discriminator.apply({"params": d_params}, x)
+            return d.module.apply({"params": d_params}, x)
 
         return jnp.mean(losses.r1_penalty(d_fn, batch["real"][0]))
 
-    np.testing.assert_allclose(metrics["d/r1"], mean_r1(state.d_params), rtol=1e-5)
-    r1_grads = jax.grad(mean_r1)(state.d_params)
-    expected = jax.tree.map(lambda p, g: p - 0.5 * gamma * g, plain.d_params, r1_grads)
-    _leaves_close(penalised.d_params, expected, rtol=1e-4, atol=1e-6)
-    assert _any_leaf_differs(penalised.d_params, plain.d_params)
-    _leaves_equal(penalised.g_params, state.g_params)
-    _leaves_equal(penalised.g_params, plain.g_params)
-    assert int(penalised.g_opt_state[0].count) == int(plain.g_opt_state[0].count) == 1
+    np.testing.assert_allclose(metrics["d/r1"], mean_r1(d.params), rtol=1e-5)
+    np.testing.assert_allclose(
+        metrics["d/total"], metrics["d/loss"] + 0.5 * gamma * metrics["d/r1"], rtol=1e-6
+    )
+    r1_grads = jax.grad(mean_r1)(d.params)
+    expected = jax.tree.map(lambda p, g: p - 0.5 * gamma * g, plain["d"].params, r1_grads)
+    _leaves_close(penalised["d"].params, expected, rtol=1e-4, atol=1e-6)
+    assert _any_leaf_differs(penalised["d"].params, plain["d"].params)
+    _leaves_equal(penalised["g"].params, state["g"].params)
+    _leaves_equal(penalised["g"].params, plain["g"].params)
+    assert int(penalised["g"].opt_state[0].count) == int(plain["g"].opt_state[0].count) == 1
 
 
-def test_r1_gamma_must_be_nonnegative():
-    with pytest.raises(ValueError, match="r1_gamma"):
-        _mlp_step(r1_gamma=-1.0)
+@pytest.mark.parametrize("gamma", [0.0, -1.0])
+def test_r1_gamma_must_be_positive(gamma):
+    with pytest.raises(ValueError, match="gamma"):
+        r1_term(gamma)
