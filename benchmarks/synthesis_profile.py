@@ -18,7 +18,7 @@ stacking):
   run once per run in a program of their own, `optimize_image`'s ``_prepare``, whose
   total is reported on its own line);
 * Winograd input transforms: the fusions that stack 4 or 6 pieces on a new leading axis
-  (the two passes of `gen_jax.nn.winograd`'s input transform);
+  (the two passes of `gen_jax.nn.xla_cpu.winograd_conv3x3`'s input transform);
 * Gram products: every other matrix product (products with a scalar or vector result,
   the optimiser's inner products, count as other);
 * direct convolutions;

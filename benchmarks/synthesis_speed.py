@@ -65,11 +65,10 @@ import numpy as np
 from benchmarks.flops import xla_flops
 from benchmarks.machine import describe_devices, format_environment
 from benchmarks.report import check_out_paths, write_text
-from gen_jax.models.feature_nets import get_feature_net
-from gen_jax.models.vgg import vgg_layer_names
-from gen_jax.nn import conv_tune
-from gen_jax.nn.conv import ALGORITHMS as CONV_ALGORITHMS
-from gen_jax.nn.winograd import TILES as winograd_tiles
+from gen_jax.models.features import get_feature_net, vgg_layer_names
+from gen_jax.nn import xla_cpu
+from gen_jax.nn.xla_cpu import ALGORITHMS as CONV_ALGORITHMS
+from gen_jax.nn.xla_cpu import TILES as winograd_tiles
 from gen_jax.synthesis.optimize import optimize_image, precision_scope
 from gen_jax.synthesis.style import (
     GATYS_CONTENT_LAYERS,
@@ -125,9 +124,9 @@ class BenchConfig:
     precision: str = "highest"
     weights: str | None = None
     pooling: str = "max"
-    # gen_jax's VGG convolutions (gen_jax.nn.conv.ALGORITHMS): one gen_jax row each.
+    # gen_jax's VGG convolutions (gen_jax.nn.xla_cpu.ALGORITHMS): one gen_jax row each.
     conv_algorithms: tuple[str, ...] = ("auto",)
-    # conv_tune.set_tuning_budget for the run (None: no cap on "tune"'s measuring time).
+    # xla_cpu.set_tuning_budget for the run (None: no cap on "tune"'s measuring time).
     tune_budget_s: float | None = None
     repeats: int | None = None
     check_size: int = 64
@@ -844,11 +843,11 @@ def equal_work_check(
         "loss_torch": t_value,
         "loss_float64": x_value,
         "loss_rel_diff": _relative(j_value, t_value),
-        "grad_rel_l2_diff": conv_tune.relative_l2(j_grad, t_grad),
+        "grad_rel_l2_diff": xla_cpu.relative_l2(j_grad, t_grad),
         "loss_error_gen_jax": _relative(j_value, x_value),
         "loss_error_torch": _relative(t_value, x_value),
-        "grad_error_gen_jax": conv_tune.relative_l2(j_grad, x_grad),
-        "grad_error_torch": conv_tune.relative_l2(t_grad, x_grad),
+        "grad_error_gen_jax": xla_cpu.relative_l2(j_grad, x_grad),
+        "grad_error_torch": xla_cpu.relative_l2(t_grad, x_grad),
         "pixels": cfg.check_size * cfg.check_size,
         "rtol": CHECK_RTOL,
         "grad_rtol": CHECK_GRAD_RTOL,
@@ -905,12 +904,12 @@ def run_benchmark(
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     cfg = config.resolve()
-    budget = conv_tune.tuning_budget()
-    conv_tune.set_tuning_budget(cfg.tune_budget_s)
+    budget = xla_cpu.tuning_budget()
+    xla_cpu.set_tuning_budget(cfg.tune_budget_s)
     try:
         return _run(cfg, log, on_size)
     finally:
-        conv_tune.set_tuning_budget(budget)
+        xla_cpu.set_tuning_budget(budget)
 
 
 def _run(cfg: BenchConfig, log: Log, on_size) -> dict[str, Any]:
@@ -1066,7 +1065,7 @@ def _result_of(cfg, device, image_desc, network, checks, rows, notes, partial=No
 
 
 def conv_choices() -> list[dict[str, Any]]:
-    """`conv_tune.tuning_records` of this process as JSON-able rows: each convolution shape
+    """`xla_cpu.tuning_records` of this process as JSON-able rows: each convolution shape
     measured for ``conv_algorithm="tune"``, the choice, and every candidate's seconds."""
     return [
         {
@@ -1080,7 +1079,7 @@ def conv_choices() -> list[dict[str, Any]]:
             "skipped": r.get("skipped"),
             "measure_s": r["measure_s"],
         }
-        for r in conv_tune.tuning_records()
+        for r in xla_cpu.tuning_records()
     ]
 
 
@@ -1089,14 +1088,14 @@ def format_conv_choices(choices: list[dict[str, Any]]) -> list[str]:
     if not choices:
         return []
     # Columns in the order the tuner tries the candidates.
-    order = [c.name for c in conv_tune.candidates(max(winograd_tiles))]
+    order = [c.name for c in xla_cpu.candidates(max(winograd_tiles))]
     found = {n for c in choices for n in (*c["seconds"], *c.get("failed", {}))}
     names = [n for n in order if n in found] + sorted(found - set(order))
     total = sum(c["measure_s"] for c in choices)
     lines = [
         "",
         (
-            "Convolutions chosen by `conv_algorithm='tune'` (`gen_jax.nn.conv_tune`): ms per "
+            "Convolutions chosen by `conv_algorithm='tune'` (`gen_jax.nn.xla_cpu`): ms per "
             "forward pass and input gradient of conv + bias + ReLU, measured outside the "
             f"timed runs (the targets' and the check's shapes included; {total:.1f} s of "
             "measuring; *failed*: the candidate could not compile or run, see the JSON; the last "

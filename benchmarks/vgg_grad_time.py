@@ -16,7 +16,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from gen_jax.models.feature_nets import get_feature_net
+from gen_jax.models.features import get_feature_net
 
 
 def main(argv=None) -> float:

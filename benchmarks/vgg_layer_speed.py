@@ -1,20 +1,20 @@
 """Per-layer times of VGG19's convolutions, pools and Gram matrices: the evidence
-behind `conv_algorithm="auto"` and `gen_jax.models.vgg.pool_2x2`.
+behind `conv_algorithm="auto"` and `gen_jax.models.features.vgg.pool_2x2`.
 
     python -m benchmarks.vgg_layer_speed --size 256 --out docs/bench/vgg_layers_cpu.md
 
 For each distinct 3x3 convolution of VGG19 up to relu5_1 at a `--size` x `--size` input
 (one image), the time of one forward pass plus the input gradient, per iteration of a
 3-step `lax.scan` (where L-BFGS's line search runs its evaluations), for the direct
-convolution (`gen_jax.nn.conv`) and Winograd F(2x2, 3x3) and F(4x4, 3x3)
-(`gen_jax.nn.winograd`), and which one `conv_algorithm="auto"` picks. Then the same for
+convolution (`gen_jax.nn.xla_cpu`) and Winograd F(2x2, 3x3) and F(4x4, 3x3)
+(`winograd_conv3x3`), and which one `conv_algorithm="auto"` picks. Then the same for
 the 2x2 max pool after each block: flax's windowed `max_pool` against `pool_2x2`; and
 the Gram matrix of each style layer (relu1_1..relu5_1): JAX's gradient of the einsum
 against `gen_jax.losses.perceptual.gram_matrix`'s written-out one. Last, for each layer
 that "auto" runs by Winograd, the two orders of its batched transform-domain products
 (transformed data on the left or the kernel on the left): the products alone, then the
 whole layer as VGG runs it (convolution, bias and ReLU, forward and input gradient, the
-transformed kernels passed in), and the order `gen_jax.nn.winograd` picks.
+transformed kernels passed in), and the order `winograd_conv3x3`'s rule picks.
 Timings are the median of `--repeats` calls after a compiling one.
 """
 
@@ -33,10 +33,16 @@ from jax import lax
 
 from benchmarks.report import check_out_paths, write_text
 from gen_jax.losses.perceptual import gram_matrix
-from gen_jax.models.vgg import pool_2x2
-from gen_jax.nn import winograd
-from gen_jax.nn.conv import conv_general_dilated, winograd_plan
-from gen_jax.nn.winograd import winograd_conv3x3
+from gen_jax.models.features.vgg import pool_2x2
+from gen_jax.nn.xla_cpu import (
+    conv_general_dilated,
+    winograd_conv3x3,
+    winograd_kernels,
+    winograd_plan,
+)
+# The backend's private product-order rule, reported beside the two orders it chooses
+# between (tests/test_imports.py names this benchmark as the one allowed to).
+from gen_jax.nn.xla_cpu._winograd import _kernel_first
 
 _SAME = ((1, 1), (1, 1))
 _DN = ("NHWC", "HWIO", "NHWC")
@@ -168,7 +174,7 @@ def _product_orders(convs: list[dict], repeats: int) -> list[dict]:
         layers = {
             order: _seconds_per_layer(x, w, tile, first, repeats) for order, first in ORDERS.items()
         }
-        picked = winograd._kernel_first(tiles, r["c_in"], r["c_out"])
+        picked = _kernel_first(tiles, r["c_in"], r["c_out"])
         rows.append(
             {
                 "layer": r["layer"],
@@ -186,7 +192,7 @@ def _product_orders(convs: list[dict], repeats: int) -> list[dict]:
 
 
 def _batched_product(kernel_first: bool) -> Callable:
-    """``(v, u) -> `` the batched products of `gen_jax.nn.winograd`, in one order."""
+    """``(v, u) -> `` the batched products of `winograd_conv3x3`, in one order."""
     dims = (((2,), (2,)), ((0,), (0,)))
     if kernel_first:
         return lambda v, u: lax.dot_general(u, v, dims)
@@ -199,7 +205,7 @@ def _seconds_per_layer(x: jax.Array, w: jax.Array, tile: int, kernel_first: bool
     The order decides the layout the convolution's output comes out in, and so what the
     bias, the ReLU and the gradient's padding read: this is where the orders differ beyond
     their products. The kernel transforms are arguments, as in a VGG loss
-    (`gen_jax.models.vgg.prepare_variables`).
+    (`gen_jax.models.features.prepare`).
     """
     b = jnp.full((w.shape[-1],), 0.01, w.dtype)
 
@@ -207,7 +213,7 @@ def _seconds_per_layer(x: jax.Array, w: jax.Array, tile: int, kernel_first: bool
         y = winograd_conv3x3(c, w, tile=tile, kernels=kernels, kernel_first=kernel_first)
         return jax.nn.relu(y + b)
 
-    return seconds_per_step(layer, x, repeats, (winograd.winograd_kernels(w, tile),))
+    return seconds_per_step(layer, x, repeats, (winograd_kernels(w, tile),))
 
 
 def _seconds_per_product(product: Callable, v: jax.Array, u: jax.Array, repeats: int) -> float:

@@ -9,7 +9,7 @@
    rolled (unroll=1) and fully unrolled.
 3. The input and kernel gradients of one 3x3 stride-1 convolution (1x128x128x64 -> 64),
    at top level and inside a 3-step `lax.scan`, with JAX's own transpose rule
-   (`lax.conv_general_dilated`) and with `gen_jax.nn.conv.conv_general_dilated`.
+   (`lax.conv_general_dilated`) and with `gen_jax.nn.xla_cpu.conv_general_dilated`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import optax
 
 from gen_jax import losses
 from gen_jax.models.dcgan import DCGANDiscriminator28, DCGANGenerator28
-from gen_jax.nn.conv import conv_general_dilated
+from gen_jax.nn.xla_cpu import conv_general_dilated
 from gen_jax.nn.conv_transpose import PhaseConvTranspose
 from gen_jax.train import (
     PlayerSpec,

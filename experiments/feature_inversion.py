@@ -33,7 +33,7 @@ import numpy as np
 from gen_jax import config as config_lib
 from gen_jax.data.images import load_image, save_image, side_by_side
 from gen_jax.metrics.image_quality import psnr, ssim
-from gen_jax.models.feature_nets import get_feature_net
+from gen_jax.models.features import get_feature_net
 from gen_jax.synthesis.inversion import invert_features
 
 NETS = ("random_vgg19", "vgg19", "vgg16")

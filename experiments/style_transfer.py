@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from gen_jax import config as config_lib
 from gen_jax import viz
 from gen_jax.data.images import load_image, resize, save_image, side_by_side
-from gen_jax.models.feature_nets import default_layers, get_feature_net
+from gen_jax.models.features import default_layers, get_feature_net
 from gen_jax.synthesis.style import style_transfer
 
 

@@ -1,4 +1,5 @@
-"""Flax modules, one file per family, and the fixed networks used by metrics and synthesis."""
+"""Flax modules, one file per family, and (in `gen_jax.models.features`) the fixed networks
+used by metrics and synthesis."""
 
 from gen_jax.models.classifier import (
     PRETRAINED_CLASSIFIERS,
@@ -9,27 +10,30 @@ from gen_jax.models.classifier import (
     load_pretrained_classifier,
 )
 from gen_jax.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from gen_jax.models.feature_nets import FEATURE_NETS, default_layers, get_feature_net
-from gen_jax.models.inception import FIDInceptionV3, fid_feature_fn, load_fid_inception
-from gen_jax.models.mlp_gan import MLPDiscriminator, MLPGenerator
-from gen_jax.models.random_features import MultiscaleRandomFeatures, multiscale_params
-from gen_jax.models.torch_weights import (
-    StateDictMismatchError,
-    TorchCheckpointError,
-    load_torch_state_dict,
-    load_weight_file,
-    save_npz_state_dict,
-)
-from gen_jax.models.vgg import (
+from gen_jax.models.features import (
+    FEATURE_NETS,
     VGG,
     VGG16,
     VGG19,
+    FIDInceptionV3,
+    MultiscaleRandomFeatures,
+    StateDictMismatchError,
+    TorchCheckpointError,
     VGGWeightsError,
+    default_layers,
+    fid_feature_fn,
+    get_feature_net,
+    load_fid_inception,
+    load_torch_state_dict,
     load_vgg_keras_h5,
     load_vgg_torchvision,
+    load_weight_file,
+    multiscale_params,
     random_vgg_params,
+    save_npz_state_dict,
     vgg_layer_names,
 )
+from gen_jax.models.mlp_gan import MLPDiscriminator, MLPGenerator
 
 __all__ = [
     "FEATURE_NETS",

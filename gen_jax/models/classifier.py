@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from gen_jax.nn.conv import conv_general_dilated
+from gen_jax.nn.xla_cpu import conv_general_dilated
 
 __all__ = [
     "PRETRAINED_CLASSIFIERS",

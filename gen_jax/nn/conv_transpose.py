@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gen_jax.nn.conv import conv_general_dilated
+from gen_jax.nn.xla_cpu import conv_general_dilated
 
 Dtype = Any
 

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from gen_jax.losses.perceptual import total_variation
+from gen_jax.models.features import as_variables, prepare
 from gen_jax.synthesis.optimize import as_unit_image, optimize_with_terms, precision_scope
 
 __all__ = [
@@ -112,7 +113,8 @@ class InversionLoss:
     A frozen dataclass (equal settings hash equal, so `optimize_image` reuses its compiled
     program). Call it as ``loss(image, params, target, mean)`` with ``image`` ``[H, W, C]``,
     ``target`` the layer's target features ``[H_l, W_l, C_l]`` (any shape the network
-    returns for one image) and ``mean`` ``[C]``.
+    returns for one image) and ``mean`` ``[C]``; ``params`` may also be what `prepare`
+    returns.
     """
 
     module: Any
@@ -125,7 +127,7 @@ class InversionLoss:
     def terms(self, image: ArrayLike, params, target, mean) -> dict[str, jax.Array]:
         """Unweighted ``feature``, ``norm``, ``tv`` and the weighted ``total``."""
         x = jnp.asarray(image)[None]
-        feats = self.module.apply({"params": params}, x, outputs=(self.layer,))
+        feats = self.module.apply(as_variables(params), x, outputs=(self.layer,))
         if self.layer not in feats:
             raise ValueError(
                 f"the feature network returned no layer {self.layer!r}; got {sorted(feats)}."
@@ -142,6 +144,12 @@ class InversionLoss:
 
     def __call__(self, image, params, target, mean) -> jax.Array:
         return self.terms(image, params, target, mean)["total"]
+
+    def prepare(self, image, params, target, mean) -> tuple:
+        """The arguments with the image-independent work on the network done once:
+        ``params`` become `gen_jax.models.features.prepare`'s variables (`optimize_image`
+        calls this before its loop; see `PerceptualLoss.prepare`)."""
+        return prepare(self.module, params, jnp.asarray(image)[None], (self.layer,)), target, mean
 
 
 class InversionResult(NamedTuple):
@@ -208,7 +216,7 @@ def invert_features(
     Args:
       module, params: the feature network, ``module.apply({"params": params}, images
         [B, H, W, C] in [0, 1], outputs=(layer,)) -> {layer: array}`` (the contract of
-        `gen_jax.models.feature_nets.get_feature_net`).
+        `gen_jax.models.features.get_feature_net`).
       target_image: the image to reconstruct, ``[H, W, C]`` float in [0, 1]; gives
         ``Phi_0`` and the output size. Exactly one of it and ``target_features``.
       layer: the layer name whose features are matched, e.g. ``"relu3_1"``.

@@ -15,11 +15,12 @@ or a frozen dataclass with ``__call__``, which compares by value), and a second 
 the same shapes reuses the compiled program. A fresh closure or ``lambda`` per call
 recompiles every time.
 
-A ``loss_fn`` with a ``prepare(image, *args) -> args`` method (`PerceptualLoss` has one)
-gets its arguments through it once per `optimize_image` call, in a program of its own
-before the first chunk: work that depends only on ``args`` goes there. XLA does not hoist
-it out of L-BFGS's nested loops (a line search inside a conditional inside a scan) by
-itself, and a chunked run would otherwise redo it in every chunk.
+A ``loss_fn`` with a ``prepare(image, *args) -> args`` method (`PerceptualLoss` and
+`InversionLoss` have one) gets its arguments through it once per `optimize_image` call,
+in a program of its own before the first chunk: work that depends only on ``args`` goes
+there. XLA does not hoist it out of L-BFGS's nested loops (a line search inside a
+conditional inside a scan) by itself, and a chunked run would otherwise redo it in every
+chunk.
 
 Parametrisation (``parametrization``):
 

@@ -3,7 +3,9 @@
 Both match statistics of a fixed feature network's activations. The network is any Flax
 module whose ``apply({"params": params}, images, outputs=names)`` maps float RGB images
 ``[B, H, W, 3]`` in [0, 1] to a dict ``name -> [B, H_l, W_l, C_l]`` (the contract of
-`gen_jax.models.feature_nets.get_feature_net`); these functions never build one.
+`gen_jax.models.features.get_feature_net`); these functions never build one. Before the
+optimisation loop the network goes through the generic `gen_jax.models.features.prepare`
+hook (`PerceptualLoss.prepare`), whatever network it is.
 
 * Texture synthesis (arXiv:1505.07376): from noise, minimise
   ``sum_l w_l E_l`` where ``E_l`` is the Gram-matrix loss
@@ -33,7 +35,7 @@ from gen_jax.losses.perceptual import (
     style_layer_loss,
     total_variation,
 )
-from gen_jax.models.vgg import VGG, WINOGRAD_COLLECTION, prepare_variables
+from gen_jax.models.features import as_variables, prepare
 from gen_jax.synthesis import color
 from gen_jax.synthesis.optimize import as_unit_image, optimize_with_terms, precision_scope
 
@@ -90,22 +92,13 @@ def _weights(weights: Sequence[float] | None, layers: Sequence[str], name: str) 
     return weights
 
 
-_VARIABLES = {"params", WINOGRAD_COLLECTION}
-
-
-def _variables(params) -> dict:
-    """Flax variables from plain ``params`` or from `prepare_variables`' result."""
-    if isinstance(params, Mapping) and "params" in params and set(params) <= _VARIABLES:
-        return params
-    return {"params": params}
-
-
 def _features(module, params, images: jax.Array, layers: tuple[str, ...]) -> dict:
     """The named activations of `images` [B, H, W, 3]; checks that every layer came back.
 
-    ``params`` are the module's parameters, or the variables of `prepare_variables`.
+    ``params`` are the module's parameters, or what `gen_jax.models.features.prepare`
+    returned.
     """
-    feats = module.apply(_variables(params), images, outputs=layers)
+    feats = module.apply(as_variables(params), images, outputs=layers)
     missing = [name for name in layers if name not in feats]
     if missing:
         raise ValueError(f"the feature network returned no layer {missing}; got {sorted(feats)}.")
@@ -225,14 +218,14 @@ class PerceptualLoss:
     def prepare(self, image, params, content, grams) -> tuple:
         """The arguments with the image-independent work on the network done once.
 
-        `optimize_image` calls this before its loop: for a `VGG`, ``params`` become the
-        variables of `gen_jax.models.vgg.prepare_variables` (its Winograd kernel
-        transforms), which XLA would otherwise recompute at every evaluation. Other
-        modules get their arguments back unchanged.
+        `optimize_image` calls this before its loop: ``params`` become the network's
+        variables from `gen_jax.models.features.prepare` (for a VGG, with its Winograd
+        kernel transforms, which XLA would otherwise recompute at every evaluation; for a
+        network without a ``prepare`` method, just its parameters). The targets are
+        returned unchanged.
         """
-        if isinstance(self.module, VGG) and self.layers:
-            x = jnp.asarray(image)[None]
-            params = prepare_variables(self.module, params, x, self.layers)
+        if self.layers:
+            params = prepare(self.module, params, jnp.asarray(image)[None], self.layers)
         return params, content, grams
 
 

@@ -19,7 +19,7 @@ if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
 from benchmarks import synthesis_speed
-from gen_jax.models.vgg import VGG19, random_vgg_params
+from gen_jax.models.features.vgg import VGG19, random_vgg_params
 
 try:
     import torch
@@ -143,7 +143,7 @@ def test_rows_that_stopped_early_are_flagged():
 
 
 def test_tuned_convolutions_are_reported(monkeypatch):
-    from gen_jax.nn import conv_tune
+    from gen_jax.nn.xla_cpu import _tuning as conv_tune
 
     def fake(choice, x, w, b, pads, precision, limit):
         if choice.name == "winograd4, data first":

@@ -212,8 +212,8 @@ def test_match_color_moments(mode):
 
 def test_prepare_precomputes_vgg_winograd_kernels_and_keeps_the_loss():
     """`PerceptualLoss.prepare`: VGG params become variables with the Winograd kernels;
-    the loss and its gradient are unchanged; other networks get their arguments back."""
-    from gen_jax.models.vgg import VGG, random_vgg_params
+    the loss and its gradient are unchanged; other networks get their parameters as variables."""
+    from gen_jax.models.features import VGG, as_variables, random_vgg_params
 
     net = VGG(depth=19, conv_algorithm="auto")
     params = random_vgg_params(jax.random.PRNGKey(1), depth=19)
@@ -223,16 +223,18 @@ def test_prepare_precomputes_vgg_winograd_kernels_and_keeps_the_loss():
     g = style_grams(net, params, image[::-1], loss.style_layers)
     prepared, p2, g2 = jax.jit(loss.prepare)(image, params, p, g)
     assert p2 is not None and g2 is not None
-    assert "conv3_2" not in prepared["winograd"]  # past relu3_1: not run
+    (collection,) = set(prepared) - {"params"}  # VGG's own, never named by synthesis
+    assert "conv3_2" not in prepared[collection]  # past relu3_1: not run
     # >= 64 channels, >= 16 px: all but the 3-channel conv1_1.
-    assert set(prepared["winograd"]) == {"conv1_2", "conv2_1", "conv2_2", "conv3_1"}
+    assert set(prepared[collection]) == {"conv1_2", "conv2_1", "conv2_2", "conv3_1"}
     value_grad = jax.jit(jax.value_and_grad(loss))
     v0, d0 = value_grad(image, params, p, g)
     v1, d1 = value_grad(image, prepared, p, g)
     np.testing.assert_allclose(v1, v0, rtol=1e-6)
     np.testing.assert_allclose(d1, d0, rtol=1e-5, atol=1e-6 * float(jnp.abs(d0).max()))
     tiny = PerceptualLoss(NET, ("a",), ("b",), (1.0,))
-    assert tiny.prepare(_smooth(8, 8), PARAMS, {}, {})[0] is PARAMS
+    # A network without a prepare method: its parameters, as variables.
+    assert as_variables(tiny.prepare(_smooth(8, 8), PARAMS, {}, {})[0]) == {"params": PARAMS}
 
 
 _PRECISIONS_SEEN = []

@@ -20,8 +20,8 @@ Details follow the authors' released code (github.com/ivust/random-texture-synth
 * padding k // 2 on each side, stride 1 (no strided or 'valid' variant in the paper).
 
 Deviation: the means are Keras' (103.939, 116.779, 123.68) rather than the code's
-(104, 117, 123), so the module shares `gen_jax.models.vgg.preprocess`; the difference
-is a constant shift of < 0.7/255 per channel.
+(104, 117, 123), so the module shares `gen_jax.models.features.vgg.preprocess`; the
+difference is a constant shift of < 0.7/255 per channel.
 
 Large filters are expensive as direct convolutions (the eight scales cost about 270 GFLOP
 for one 256x256 image, forward only, and the 55x55 scale is over half of it), so scales of
@@ -42,8 +42,8 @@ import jax
 import jax.numpy as jnp
 import scipy.fft
 
-from gen_jax.models.vgg import PREPROCESSINGS, preprocess
-from gen_jax.nn.conv import conv_general_dilated
+from gen_jax.models.features.vgg import PREPROCESSINGS, preprocess
+from gen_jax.nn.xla_cpu import conv_general_dilated
 
 __all__ = [
     "MULTISCALE_SIZES",

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from gen_jax.models.inception import (
+from gen_jax.models.features.inception import (
     FIDInceptionV3,
     _resize_bilinear,
     fid_feature_fn,
@@ -20,7 +20,7 @@ from gen_jax.models.inception import (
     fid_inception_variables,
     load_fid_inception,
 )
-from gen_jax.models.torch_weights import StateDictMismatchError
+from gen_jax.models.features.torch_weights import StateDictMismatchError
 
 EPS = 1e-3  # batch-norm epsilon of the TF graph
 

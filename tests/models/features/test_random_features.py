@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gen_jax.models.random_features import (
+from gen_jax.models.features.random_features import (
     MULTISCALE_SIZES,
     MultiscaleRandomFeatures,
     multiscale_layer_names,
@@ -110,7 +110,7 @@ def test_only_the_requested_scales_are_computed():
     )
 
     def primitives(jaxpr):
-        # Into custom_vjp calls too: gen_jax.nn.conv wraps the direct convolutions.
+        # Into custom_vjp calls too: gen_jax.nn.xla_cpu wraps the direct convolutions.
         for e in jaxpr.eqns:
             yield e.primitive.name
             inner = e.params.get("call_jaxpr")

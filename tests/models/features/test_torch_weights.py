@@ -10,7 +10,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from gen_jax.models.torch_weights import (
+from gen_jax.models.features.torch_weights import (
     StateDictMismatchError,
     TorchCheckpointError,
     check_state_dict_shapes,
@@ -22,7 +22,7 @@ from gen_jax.models.torch_weights import (
 )
 
 DATA = Path(__file__).parent / "data"
-# Written by tests/models/data/make_torch_fixtures.py (torch 2.13); values beside them.
+# Written by tests/models/features/data/make_torch_fixtures.py (torch 2.13); values beside them.
 EXPECTED_DTYPES = {
     "w32": np.float32,
     "base": np.float32,

@@ -30,7 +30,9 @@ same input, RGB in [0, 1]:
 * ``"none"``: the input is passed through unchanged.
 
 Parameters are a plain dict ``{"conv1_1": {"kernel": [3,3,Cin,Cout] (HWIO), "bias":
-[Cout]}, ...}``, the layout of `flax.linen.Conv`.
+[Cout]}, ...}``, the layout of `flax.linen.Conv`. `VGG.prepare` is the feature networks'
+`prepare` hook (`gen_jax.models.features.prepare`): the Winograd kernel transforms
+computed once, ahead of an optimisation loop.
 """
 
 from __future__ import annotations
@@ -49,8 +51,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax.linen.dtypes import promote_dtype
 
-from gen_jax.nn.conv import ALGORITHMS, conv_general_dilated, winograd_plan
-from gen_jax.nn.winograd import winograd_conv3x3, winograd_kernels
+from gen_jax.models.features.torch_weights import load_torch_state_dict
+from gen_jax.nn.xla_cpu import (
+    ALGORITHMS,
+    conv_general_dilated,
+    winograd_conv3x3,
+    winograd_kernels,
+    winograd_plan,
+)
 
 __all__ = [
     "PREPROCESSINGS",
@@ -61,7 +69,6 @@ __all__ = [
     "load_vgg_keras_h5",
     "load_vgg_torchvision",
     "pool_2x2",
-    "prepare_variables",
     "preprocess",
     "random_vgg_params",
     "torchvision_conv_indices",
@@ -195,11 +202,12 @@ class VGG(nn.Module):
         with at least 64 input and output channels on maps of at least 16 px, on the
         CPU backend in float32; VGG19's convolutions about 2x faster there, measured
         by `benchmarks.vgg_layer_speed`), "direct" or "winograd"; see
-        `gen_jax.nn.conv.winograd_plan`. Values agree to float rounding
-        (about 1e-6 relative; the style-transfer gradient to about 2e-5). "tune" measures
-        each convolution shape's candidates on the machine at hand the first time it
-        is traced and keeps the fastest (`gen_jax.nn.conv_tune`; seconds per shape on a
-        CPU), for machines the fixed rule was not measured on, GPUs included.
+        `gen_jax.nn.xla_cpu.winograd_plan`. Values agree to float rounding
+        (about 1e-6 relative; the style-transfer gradient to about 2e-5). "tune" takes
+        each convolution shape's fastest candidate on the machine at hand from the
+        backend's tuning table, measured the first time the shape is traced (seconds
+        per shape on a CPU) unless `gen_jax.nn.xla_cpu.load_tuning` read it, for
+        machines the fixed rule was not measured on, GPUs included.
     """
 
     depth: int = 19
@@ -264,18 +272,48 @@ class VGG(nn.Module):
                 feats[name] = x.astype(jnp.float32)
         return feats
 
+    def prepare(self, params: Params, images: jax.Array, outputs=None) -> dict:
+        """Variables for `apply` with the Winograd kernel transforms of ``images``' shape
+        computed once: this network's `gen_jax.models.features.prepare` hook.
+
+        The Winograd convolutions transform their kernels at every call, and inside
+        L-BFGS's nested loops XLA does not hoist that out (as much as a fifth of a VGG19
+        style-transfer evaluation on the CPU). Call this once, outside the loop (in the
+        same jitted function: the forward pass it traces is dropped, only the kernel
+        transforms stay), and apply the module with its result; images of another size
+        need their own. Under ``conv_algorithm="tune"`` the choice is keyed by
+        `jax.default_matmul_precision` too: prepare and apply in the same precision
+        context. Layers that use no Winograd (`gen_jax.nn.xla_cpu.winograd_plan`) add
+        nothing.
+
+        Args:
+          params: the parameters.
+          images: [B, H, W, 3] (or an array of that shape and dtype) to be fed to it.
+          outputs: the layers that will be requested (None: all).
+
+        Returns:
+          Flax variables: ``params`` and, when some layer uses Winograd, a collection of
+          this module's own holding the transforms (callers pass it on, never read it).
+        """
+        _, state = self.apply({"params": params}, images, outputs=outputs, mutable=[_PREPARED])
+        return {"params": params, **state}
+
 
 _SAME = ((1, 1), (1, 1))
 _NHWC = ("NHWC", "HWIO", "NHWC")
-# The collection that `prepare_variables` fills.
-WINOGRAD_COLLECTION = "winograd"
+# The collection `VGG.prepare` fills; nothing outside this module names it.
+_PREPARED = "prepared"
 
 
+# A layer of its own rather than `flax.linen.Conv(conv_general_dilated=...)`: flax hands
+# that function only the input and the kernel, and the Winograd transforms that
+# `VGG.prepare` computed ahead must reach the convolution too. The parameters keep
+# `flax.linen.Conv`'s names and layout, so weights and checkpoints carry over.
 class _Conv3x3(nn.Module):
     """`flax.linen.Conv(features, (3, 3), padding=1)`'s parameters and result, computed by
-    `gen_jax.nn.conv.conv_general_dilated` (fast gradients inside XLA:CPU loops) with
-    ``algorithm``, and by the Winograd kernels of the ``"winograd"`` collection when
-    `prepare_variables` put them there."""
+    `gen_jax.nn.xla_cpu.conv_general_dilated` (fast gradients inside XLA:CPU loops) with
+    ``algorithm``, and from the Winograd kernels `VGG.prepare` computed when there are
+    some."""
 
     features: int
     algorithm: str = "auto"
@@ -289,11 +327,11 @@ class _Conv3x3(nn.Module):
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), self.param_dtype)
         x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
         plan = winograd_plan(x.shape, shape, (1, 1), _SAME, x.dtype, self.algorithm)
-        preparing = self.is_mutable_collection(WINOGRAD_COLLECTION) and not self.is_initializing()
+        preparing = self.is_mutable_collection(_PREPARED) and not self.is_initializing()
         if plan.tile is not None and preparing:
-            self.put_variable(WINOGRAD_COLLECTION, "kernels", winograd_kernels(kernel, plan.tile))
-        if plan.tile is not None and self.has_variable(WINOGRAD_COLLECTION, "kernels"):
-            kernels = self.get_variable(WINOGRAD_COLLECTION, "kernels")
+            self.put_variable(_PREPARED, "kernels", winograd_kernels(kernel, plan.tile))
+        if plan.tile is not None and self.has_variable(_PREPARED, "kernels"):
+            kernels = self.get_variable(_PREPARED, "kernels")
             y = winograd_conv3x3(
                 x,
                 kernel,
@@ -307,35 +345,6 @@ class _Conv3x3(nn.Module):
                 x, kernel, (1, 1), _SAME, dimension_numbers=_NHWC, algorithm=self.algorithm
             )
         return y + bias
-
-
-def prepare_variables(module: VGG, params: Params, images: jax.Array, outputs=None) -> dict:
-    """``{"params": params, "winograd": ...}``: variables for ``module.apply`` with the
-    Winograd kernel transforms of ``images``' shape computed once.
-
-    `VGG`'s Winograd convolutions transform their kernels at every call, and inside
-    L-BFGS's nested loops XLA does not hoist that out (as much as a fifth of a VGG19
-    style-transfer evaluation on the CPU). Call this once, outside the loop (in the same
-    jitted function: the forward pass it traces is dropped, only the kernel transforms
-    stay), and apply the module with its result; images of another size need their own.
-    Under ``conv_algorithm="tune"`` the choice is measured per `jax.default_matmul_precision`
-    too: prepare and apply in the same precision context.
-    Layers that use no Winograd (`gen_jax.nn.conv.winograd_plan`) add nothing.
-
-    Args:
-      module: the `VGG`.
-      params: its parameters.
-      images: [B, H, W, 3] (or an array of that shape and dtype) to be fed to it.
-      outputs: the layers that will be requested (None: all).
-
-    Returns:
-      Flax variables: ``params`` and, when some layer uses Winograd, the ``"winograd"``
-      collection.
-    """
-    _, state = module.apply(
-        {"params": params}, images, outputs=outputs, mutable=[WINOGRAD_COLLECTION]
-    )
-    return {"params": params, **state}
 
 
 def _phases(x: jax.Array) -> tuple[jax.Array, ...]:
@@ -547,8 +556,6 @@ def _read_state_dict(source: Any) -> tuple[dict[str, np.ndarray], str]:
             raise ImportError(f"{path}: reading .safetensors needs the safetensors package") from e
         return dict(load_file(str(path))), str(path)
     # Anything else is taken to be a torch checkpoint (.pth, .pt, .bin), read without torch.
-    from gen_jax.models.torch_weights import load_torch_state_dict
-
     return dict(load_torch_state_dict(path)), str(path)
 
 
@@ -564,7 +571,7 @@ def load_vgg_torchvision(
 
     Args:
       path_or_state_dict: a mapping name -> array (numpy, or torch tensors), or a file:
-        .pth/.pt (read without torch by `gen_jax.models.torch_weights`), .npz, or
+        .pth/.pt (read without torch by `gen_jax.models.features.torch_weights`), .npz, or
         .safetensors (needs the safetensors package).
       depth: 16 or 19.
 

@@ -6,9 +6,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gen_jax.models.feature_nets import FEATURE_NETS, TASKS, default_layers, get_feature_net
-from gen_jax.models.random_features import MultiscaleRandomFeatures, multiscale_layer_names
-from gen_jax.models.vgg import VGG, torchvision_conv_indices, vgg_layer_names, vgg_param_shapes
+from gen_jax.models.features import FEATURE_NETS, TASKS, default_layers, get_feature_net
+from gen_jax.models.features.random_features import (
+    MultiscaleRandomFeatures,
+    multiscale_layer_names,
+)
+from gen_jax.models.features.vgg import (
+    VGG,
+    torchvision_conv_indices,
+    vgg_layer_names,
+    vgg_param_shapes,
+)
 
 KEY = jax.random.PRNGKey(0)
 IMAGES = jnp.asarray(np.random.default_rng(0).uniform(size=(1, 32, 32, 3)), jnp.float32)

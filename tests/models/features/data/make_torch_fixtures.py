@@ -1,8 +1,8 @@
-"""Writes the PyTorch checkpoint fixtures of tests/models/test_torch_weights.py.
+"""Writes the PyTorch checkpoint fixtures of tests/models/features/test_torch_weights.py.
 
 Needs torch; run once from the repository root and commit the three files:
 
-    .venv/bin/python tests/models/data/make_torch_fixtures.py
+    .venv/bin/python tests/models/features/data/make_torch_fixtures.py
 
   torch_checkpoint.pth  zip format, {"epoch": 7, "state_dict": <tensors>}
   torch_legacy.pth      legacy format (_use_new_zipfile_serialization=False), <tensors>

@@ -1,4 +1,5 @@
-"""gen_jax.nn.conv: the same values and gradients as lax, in and out of loops."""
+"""gen_jax.nn.xla_cpu's direct convolution: the same values and gradients as lax, in and out
+of loops (through the public door; `kernel_gradient` is an internal, tested here)."""
 
 import flax.linen as nn
 import jax
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from gen_jax.nn.conv import conv_general_dilated, fast_path_applies, kernel_gradient
+from gen_jax.nn.xla_cpu import conv_general_dilated, fast_path_applies
+from gen_jax.nn.xla_cpu._direct import kernel_gradient
 
 DN = ("NHWC", "HWIO", "NHWC")
 

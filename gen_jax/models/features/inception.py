@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gen_jax.models.torch_weights import check_state_dict_shapes, load_weight_file
+from gen_jax.models.features.torch_weights import check_state_dict_shapes, load_weight_file
 
 __all__ = [
     "FID_WEIGHTS_FILE",
@@ -454,7 +454,7 @@ def load_fid_inception(
 
     Args:
       path: `pt_inception-2015-12-05-6726825d.pth` (read without torch) or the `.npz`
-        written from it by `python -m gen_jax.models.torch_weights IN.pth OUT.npz`.
+        written from it by `python -m gen_jax.models.features.torch_weights IN.pth OUT.npz`.
       resize_input, input_range, dtype: as in `FIDInceptionV3`.
 
     Returns:

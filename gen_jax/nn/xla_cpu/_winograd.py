@@ -20,19 +20,20 @@ way to be faster than them. `python -m benchmarks.synthesis_speed` measures the 
 on style transfer; `conv_general_dilated(..., algorithm="auto")` uses this module only
 on the CPU backend, where it wins (GPU libraries choose their own algorithms).
 
-The gradient is written out (`jax.custom_vjp`), like `gen_jax.nn.conv`'s: the input
-gradient of a 3x3 convolution is another 3x3 convolution (the output gradient against
-the kernel flipped in space and transposed in channels), so it runs through the same
-Winograd path; the kernel gradient is `gen_jax.nn.conv.kernel_gradient`'s canonical
-convolution, which XLA removes when nothing asks for it (image optimisation over a fixed
-network).
+The gradient is written out (`jax.custom_vjp`), like the direct convolution's
+(`_direct`): the input gradient of a 3x3 convolution is another 3x3 convolution (the
+output gradient against the kernel flipped in space and transposed in channels), so it
+runs through the same Winograd path; the kernel gradient is `_direct.kernel_gradient`'s
+canonical convolution, which XLA removes when nothing asks for it (image optimisation
+over a fixed network).
 
 Data layout: the input transform is elementwise combinations of strided slices, in two
 separable passes that each write one stacked array; the kernel and output transforms are
 each one matrix product against a Kronecker product of the small transform matrices, whose
 result is already in the layout the next step reads.
 The kernel transforms depend only on the kernel: `winograd_kernels` computes them once,
-for loops XLA does not hoist them out of (`gen_jax.models.vgg.prepare_variables`).
+for loops XLA does not hoist them out of (a feature network's `prepare` hook,
+`gen_jax.models.features.prepare`, does this for VGG).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["TILES", "winograd_conv3x3", "winograd_kernels"]
+from gen_jax.nn.xla_cpu._direct import kernel_gradient
 
 TILES = (2, 4)
 
@@ -134,11 +135,10 @@ def winograd_kernels(w: jax.Array, tile: int = 4) -> tuple[jax.Array, jax.Array]
     channels first: the forward convolution maps C to K), and the same for the kernel
     turned by 180 degrees, which the input gradient convolves with, [(m+2)^2, C, K]
     (it maps K back to C). They depend only on ``w``: pass them as ``kernels=`` to
-    compute them once for many convolutions with a fixed kernel. Inside L-BFGS's nested loops (a line search inside
-    a conditional inside a scan) XLA does not move them out of the loop by itself, and
-    recomputing them at every evaluation costs as much as a fifth of a VGG19
-    style-transfer evaluation (`gen_jax.models.vgg.prepare_variables` does this for
-    VGG).
+    compute them once for many convolutions with a fixed kernel. Inside L-BFGS's nested
+    loops (a line search inside a conditional inside a scan) XLA does not move them out
+    of the loop by itself, and recomputing them at every evaluation costs as much as a
+    fifth of a VGG19 style-transfer evaluation (VGG's `prepare` hook does this for it).
     """
     if tile not in TILES:
         raise ValueError(f"tile must be one of {TILES}; got {tile!r}.")
@@ -234,9 +234,6 @@ def _conv_fwd(x, w, u, u_other, pads, tile, precision, transposed, kernel_first)
 
 
 def _conv_bwd(pads, tile, precision, transposed, kernel_first, residuals, g):
-    # Deferred: gen_jax.nn.conv imports this module.
-    from gen_jax.nn.conv import kernel_gradient
-
     x, w, u, u_other = residuals
     g = g.astype(x.dtype)
     # dL/dx: the full correlation of g with the flipped, channel-transposed kernel, which

@@ -24,7 +24,7 @@ file never runs code from it. Checkpoints that pickle other objects (an
 `argparse.Namespace` beside the weights, a whole `nn.Module`) are refused: re-save them
 with `torch.save(model.state_dict(), path)`.
 
-Command line: `python -m gen_jax.models.torch_weights IN.pth OUT.npz` converts a
+Command line: `python -m gen_jax.models.features.torch_weights IN.pth OUT.npz` converts a
 checkpoint's state dict to an `.npz` that `numpy.load` reads directly.
 """
 
@@ -646,7 +646,7 @@ def check_state_dict_shapes(
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: converts a PyTorch checkpoint's state dict to `.npz`."""
     parser = argparse.ArgumentParser(
-        prog="python -m gen_jax.models.torch_weights",
+        prog="python -m gen_jax.models.features.torch_weights",
         description="Convert a PyTorch checkpoint (torch.save) to .npz, without PyTorch.",
     )
     parser.add_argument("input", help="the .pth / .pt file")

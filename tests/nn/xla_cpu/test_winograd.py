@@ -1,4 +1,6 @@
-"""gen_jax.nn.winograd and conv_general_dilated's algorithm choice."""
+"""gen_jax.nn.xla_cpu's Winograd convolution and conv_general_dilated's algorithm choice
+(through the public door; the product-order rule `_kernel_first` is an internal, tested
+here)."""
 
 import flax.linen as nn
 import jax
@@ -7,9 +9,13 @@ import numpy as np
 import pytest
 from jax import lax
 
-from gen_jax.nn import winograd
-from gen_jax.nn.conv import conv_general_dilated, winograd_plan
-from gen_jax.nn.winograd import winograd_conv3x3, winograd_kernels
+from gen_jax.nn.xla_cpu import (
+    conv_general_dilated,
+    winograd_conv3x3,
+    winograd_kernels,
+    winograd_plan,
+)
+from gen_jax.nn.xla_cpu import _winograd as winograd
 
 DN = ("NHWC", "HWIO", "NHWC")
 

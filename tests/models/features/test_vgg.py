@@ -10,13 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gen_jax.models.vgg import (
+from gen_jax.models.features import prepare
+from gen_jax.models.features.vgg import (
     VGG,
     VGGWeightsError,
     load_vgg_keras_h5,
     load_vgg_torchvision,
     pool_2x2,
-    prepare_variables,
     random_vgg_params,
     torchvision_conv_indices,
     vgg_layer_names,
@@ -137,7 +137,7 @@ def _count_primitive(jaxpr, name):
         count += eqn.primitive.name == name
         for sub in jax.core.subjaxprs(eqn) if hasattr(jax.core, "subjaxprs") else ():
             count += _count_primitive(sub, name)
-        # pjit's "jaxpr", custom_vjp's "call_jaxpr" (gen_jax.nn.conv's convolutions).
+        # pjit's "jaxpr", custom_vjp's "call_jaxpr" (gen_jax.nn.xla_cpu's convolutions).
         for key in ("jaxpr", "call_jaxpr"):
             if key in eqn.params:
                 inner = eqn.params[key]
@@ -399,15 +399,16 @@ def test_conv_algorithms_agree_on_vgg19():
 
 
 def test_prepared_variables_give_the_same_features_and_gradients():
-    """`prepare_variables`: Winograd kernels computed once, the same maps and gradients."""
+    """`prepare` (VGG's hook): Winograd kernels computed once, the same maps and gradients."""
     params = _random_numpy_params(19)
     net = VGG(depth=19, conv_algorithm="auto")
     x = jax.random.uniform(KEY, (1, 48, 40, 3))
     layers = ("relu2_2", "relu4_1")
-    variables = jax.jit(lambda p, x: prepare_variables(net, p, x, layers))(params, x)
-    assert set(variables) == {"params", "winograd"}
+    variables = jax.jit(lambda p, x: prepare(net, p, x, layers))(params, x)
+    # One collection of VGG's own beside the parameters (callers never name it).
+    (prepared,) = set(variables) - {"params"}
     # conv1_1 (3 -> 64) stays direct and gets nothing; conv1_2 (64 -> 64) is prepared.
-    assert "conv1_1" not in variables["winograd"] and "conv1_2" in variables["winograd"]
+    assert "conv1_1" not in variables[prepared] and "conv1_2" in variables[prepared]
 
     def loss(variables, x):
         feats = net.apply(variables, x, outputs=layers)

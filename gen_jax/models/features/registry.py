@@ -7,6 +7,11 @@ Every network is a Flax module with the same contract:
     # images: [B, H, W, 3] RGB in [0, 1]; feats: {name: [B, H_l, W_l, C_l]}
     # `outputs` is static; the forward pass stops at the deepest requested layer.
 
+A network may also have a ``prepare(params, example_input, outputs) -> variables`` method
+for work that depends only on its parameters (VGG's Winograd kernel transforms); code
+that applies it inside a loop calls the generic `gen_jax.models.features.prepare` once
+before the loop, whatever the network, and never names the network's collections.
+
 Networks (`FEATURE_NETS`):
 
 =============== ====================================================== ================
@@ -50,12 +55,12 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from gen_jax.models.random_features import (
+from gen_jax.models.features.random_features import (
     MULTISCALE_SIZES,
     MultiscaleRandomFeatures,
     multiscale_params,
 )
-from gen_jax.models.vgg import (
+from gen_jax.models.features.vgg import (
     VGG,
     load_vgg_keras_h5,
     load_vgg_torchvision,
