@@ -2,6 +2,7 @@
 
     python -m experiments.gan_mixture --workdir runs/ring --mixture ring
     python -m experiments.gan_mixture --workdir runs/grid --mixture grid
+    python -m experiments.gan_mixture --workdir runs/grid5 --mixture grid --seeds 0,1,2,3,4
 
 Goodfellow et al. 2014 (arXiv:1406.2661) with the non-saturating generator loss and a
 PacGAN discriminator judging pairs of samples (Lin et al. 2018; --pack 1 for the plain one), on the
@@ -10,12 +11,17 @@ samples at the end are scored by `gen_jax.metrics.modes.mixture_mode_stats` and 
 over the true modes in scatter.png. Real samples are drawn fresh from the mixture inside
 the compiled step. `pack > 1` turns D into the PacGAN discriminator. D is regularised by the
 R1 penalty on real data (Mescheder et al. 2018, arXiv:1801.04406; `--r1_gamma 0` for none).
+
+`--seeds` runs one such run per seed, each in WORKDIR/<mixture>_seed<N> (rerunning resumes
+or reuses them, and more seeds may be added later), and writes the table over seeds, as
+PacGAN reports it, to WORKDIR/table.md and table.json.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import sys
 from typing import Any, ClassVar
 
@@ -27,7 +33,7 @@ import optax
 from gen_jax import config as config_lib
 from gen_jax import losses, viz
 from gen_jax.data import get_mixture, sample_mixture
-from gen_jax.metrics.modes import mixture_mode_stats
+from gen_jax.metrics.modes import mixture_mode_stats, summarize_mode_stats
 from gen_jax.models.mlp_gan import MLPDiscriminator, MLPGenerator
 from gen_jax.train import (
     PlayerSpec,
@@ -43,7 +49,7 @@ from gen_jax.train import (
 # One config serves both mixtures. The grid (25 modes, sigma 0.05) needs R1 and 30k steps
 # to reach >= 85 % high quality: without R1 a D strong enough to resolve the modes
 # collapses G onto a few of them; R1 keeps every mode and lets G sharpen, which takes
-# 20-30k steps (README, "The original GAN on 2-D mixtures").
+# 20-30k steps (docs/gans.md, "The original GAN on 2-D mixtures").
 @dataclasses.dataclass(frozen=True)
 class Config:
     mixture: str = "ring"  # ring | grid
@@ -72,6 +78,8 @@ class Config:
     checkpoint_every: int = 2_500
     eval_samples: int = 2_500
     seed: int = 0
+    # Several seeds: one run each in WORKDIR/<mixture>_seed<N>, and the table over them.
+    seeds: tuple[int, ...] = ()
 
     # Runs saved before r1_gamma existed trained without the penalty: a config.json without
     # the field means 0, not today's default (gen_jax.config.prepare_workdir).
@@ -202,13 +210,60 @@ def run(cfg: Config, workdir: str) -> dict:
     )
 
 
-def main(argv=None) -> dict:
-    cfg, workdir = config_lib.parse_args(get_config, get_smoke_config, argv, __doc__)
-    results = run(cfg, workdir)
-    print(
-        f"{cfg.mixture}: {results['modes']}/{results['num_modes']} modes, "
-        f"{100 * results['high_quality']:.1f}% high quality, reverse KL {results['reverse_kl']:.3f}"
+# PacGAN (arXiv:1712.04086), Tables 1 and 2: the plain GAN's modes and high-quality percent.
+PACGAN_GAN_BASELINE = {"ring": (6.3, 98.2), "grid": (17.3, 94.8)}
+
+
+def _line(cfg: Config, results: dict) -> str:
+    return (
+        f"{cfg.mixture} seed {cfg.seed}: {results['modes']}/{results['num_modes']} modes, "
+        f"{100 * results['high_quality']:.1f}% high quality, "
+        f"reverse KL {results['reverse_kl']:.3f}"
     )
+
+
+def table_markdown(summary: dict, mixture: str, command: str) -> str:
+    """The sweep's table: mean ± std over seeds beside PacGAN's plain GAN."""
+    base = PACGAN_GAN_BASELINE.get(mixture)
+    s = summary
+    return (
+        "| mixture | modes (mean ± std) | high-quality % | reverse KL | seeds | PacGAN's GAN |\n"
+        "|---|---|---|---|---|---|\n"
+        f"| {mixture} | {s['modes_mean']:.1f} ± {s['modes_std']:.1f} of {s['num_modes']} "
+        f"| {s['high_quality_mean']:.1f} ± {s['high_quality_std']:.1f} "
+        f"| {s['reverse_kl_mean']:.3f} | {s['runs']} "
+        f"| {f'{base[0]} / {base[1]} %' if base else ''} |\n\nMade by: `{command}`\n"
+    )
+
+
+def run_seeds(cfg: Config, workdir: str, command: str = "") -> dict:
+    """One run per seed of `cfg.seeds` in sub-folders, and the table over them."""
+    get_mixture(cfg.mixture)  # An unknown mixture fails before anything is written.
+    config_lib.prepare_workdir(workdir, cfg)
+    runs = []
+    for seed in cfg.seeds:
+        run_cfg = dataclasses.replace(cfg, seed=seed, seeds=())
+        results = run(run_cfg, os.path.join(workdir, f"{cfg.mixture}_seed{seed}"))
+        print(_line(run_cfg, results), flush=True)
+        runs.append(results)
+    summary = summarize_mode_stats(runs) | {"mixture": cfg.mixture, "seeds": list(cfg.seeds)}
+    table = table_markdown(summary, cfg.mixture, command)
+    with open(os.path.join(workdir, "table.md"), "w") as f:
+        f.write(table)
+    config_lib.write_json_atomic(
+        os.path.join(workdir, "table.json"), {"summary": summary, "runs": runs, "command": command}
+    )
+    print(table)
+    return summary
+
+
+def main(argv=None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cfg, workdir = config_lib.parse_args(get_config, get_smoke_config, argv, __doc__)
+    if cfg.seeds:
+        return run_seeds(cfg, workdir, "python -m experiments.gan_mixture " + shlex.join(argv))
+    results = run(cfg, workdir)
+    print(_line(cfg, results))
     return results
 
 

@@ -16,15 +16,17 @@ import dataclasses
 import json
 import math
 import os
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 C = TypeVar("C")
 
-# Options that may change between a run and its resumption: how long, and how often to
-# log, sample and save. Everything else would silently mix two different experiments.
+# Options that may change between a run and its resumption: how long, how often to log,
+# sample and save, and which seeds a sweep covers (each seed's own run folder is checked
+# on its own). Everything else would silently mix two different experiments.
 RESUMABLE_FIELDS = frozenset(
-    {"steps", "chunk_steps", "sample_every", "checkpoint_every", "eval_samples"}
+    {"steps", "chunk_steps", "sample_every", "checkpoint_every", "eval_samples", "seeds"}
 )
 
 
@@ -37,12 +39,20 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _parser_for(default: Any) -> Callable[[str], Any]:
-    """An argparse `type=` that parses text into the type of `default`."""
+def _parser_for(default: Any, hint: Any = None) -> Callable[[str], Any]:
+    """An argparse `type=` that parses text into the type of `default`.
+
+    An empty tuple says nothing of its items' type; then the field's annotation does
+    (``tuple[int, ...]``), and without one they stay text.
+    """
     if isinstance(default, bool):
         return _parse_bool
     if isinstance(default, tuple):
-        item = _parser_for(default[0]) if default else str
+        if default:
+            item = _parser_for(default[0])
+        else:
+            args = typing.get_args(hint)
+            item = _parser_for(args[0]()) if args and args[0] in (int, float, bool) else str
 
         def parse_tuple(text: str):
             return tuple(item(t) for t in text.split(",") if t.strip())
@@ -64,6 +74,7 @@ def parse_args(
       value of the wrong type.
     """
     fields = dataclasses.fields(get_config())
+    hints = typing.get_type_hints(type(get_config()))
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--workdir", required=True, help="output folder; rerun to resume")
     parser.add_argument("--smoke", action="store_true", help="tiny testing config (seconds)")
@@ -71,7 +82,7 @@ def parse_args(
     for f in fields:
         parser.add_argument(
             f"--{f.name}",
-            type=_parser_for(defaults[f.name]),
+            type=_parser_for(defaults[f.name], hints.get(f.name)),
             default=None,
             metavar=type(defaults[f.name]).__name__.upper(),
             help=f"default: {defaults[f.name]!r}",

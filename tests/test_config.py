@@ -19,6 +19,8 @@ class Config:
     steps: int = 1000
     chunk_steps: int = 100
     seed: int = 0
+    seeds: tuple[int, ...] = ()  # empty: the items' type comes from the annotation
+    layers: tuple[str, ...] = ()
 
 
 def get_config():
@@ -63,6 +65,14 @@ def test_values_are_parsed_by_the_type_of_their_default():
 
 def test_single_item_tuple():
     assert _parse("--hidden", "32")[0].hidden == (32,)
+
+
+def test_empty_tuple_default_parses_items_by_the_annotation():
+    config, _ = _parse("--seeds", "0,1,2", "--layers", "relu1_1,relu2_1")
+    assert config.seeds == (0, 1, 2)
+    assert config.layers == ("relu1_1", "relu2_1")
+    with pytest.raises(SystemExit):
+        _parse("--seeds", "a,b")
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from gen_jax.metrics.likelihood import (
     nats_to_bits_per_dim,
     quantization_bin_width,
 )
-from gen_jax.metrics.modes import mixture_mode_stats
+from gen_jax.metrics.modes import mixture_mode_stats, summarize_mode_stats
 from gen_jax.metrics.prdc import density_coverage, nearest_neighbour_radii, prdc, precision_recall
 from gen_jax.metrics.stacked_mnist import (
     classify_stacked_mnist,
@@ -57,6 +57,7 @@ __all__ = [
     "kernel_distance",
     "load_reference_images",
     "mixture_mode_stats",
+    "summarize_mode_stats",
     "mode_histogram_stats",
     "nats_to_bits_per_dim",
     "nearest_neighbour_radii",

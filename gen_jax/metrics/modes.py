@@ -49,3 +49,33 @@ def mixture_mode_stats(
         "reverse_kl": kl,
         "num_modes": k,
     }
+
+
+def summarize_mode_stats(runs: list[dict]) -> dict[str, float]:
+    """Mean and spread over runs (seeds) of `mixture_mode_stats`, as PacGAN's tables report.
+
+    Args:
+      runs: one `mixture_mode_stats` dict per run, all on the same mixture.
+
+    Returns:
+      {"num_modes", "runs", "modes_mean", "modes_std", "high_quality_mean",
+       "high_quality_std" (both in percent), "reverse_kl_mean"}; std is the population
+      standard deviation over runs (ddof 0), as PacGAN's ± is.
+    """
+    if not runs:
+        raise ValueError("summarize_mode_stats needs at least one run, got none")
+    num_modes = {r["num_modes"] for r in runs}
+    if len(num_modes) != 1:
+        raise ValueError(f"runs of different mixtures (num_modes {sorted(num_modes)})")
+    modes = np.array([r["modes"] for r in runs], np.float64)
+    hq = 100.0 * np.array([r["high_quality"] for r in runs], np.float64)
+    kl = np.array([r["reverse_kl"] for r in runs], np.float64)
+    return {
+        "num_modes": num_modes.pop(),
+        "runs": len(runs),
+        "modes_mean": float(modes.mean()),
+        "modes_std": float(modes.std()),
+        "high_quality_mean": float(hq.mean()),
+        "high_quality_std": float(hq.std()),
+        "reverse_kl_mean": float(kl.mean()),
+    }

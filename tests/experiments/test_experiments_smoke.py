@@ -113,6 +113,30 @@ def test_gan_mixture_batch_norm_generator_maxout_discriminator_and_r1(tmp_path):
     assert np.isfinite(np.load(tmp_path / "grid" / "samples.npy")).all()
 
 
+def test_gan_mixture_seeds_run_in_sub_folders_and_are_tabled(tmp_path):
+    workdir = tmp_path / "sweep"
+    argv = ["--workdir", str(workdir), "--smoke", "--seeds", "0,1"]
+    summary = gan_mixture.main(argv)
+    runs = [json.loads((workdir / f"ring_seed{s}" / "results.json").read_text()) for s in (0, 1)]
+    assert [r["seed"] for r in runs] == [0, 1]
+    assert summary["runs"] == 2 and summary["seeds"] == [0, 1] and summary["num_modes"] == 8
+    assert summary["modes_mean"] == np.mean([r["modes"] for r in runs])
+    np.testing.assert_allclose(
+        summary["high_quality_std"], 100 * np.std([r["high_quality"] for r in runs])
+    )
+    table = (workdir / "table.md").read_text()
+    assert "| ring |" in table and "python -m experiments.gan_mixture" in table
+    assert json.loads((workdir / "table.json").read_text())["summary"] == json.loads(
+        json.dumps(summary)
+    )
+    # A rerun with one more seed reuses the finished runs and adds the new one.
+    summary = gan_mixture.main(argv[:-1] + ["0,1,2"])
+    assert summary["runs"] == 3
+    again = json.loads((workdir / "ring_seed0" / "results.json").read_text())
+    assert again["steps"] == runs[0]["steps"] and again["steps_this_session"] == 0
+    assert again["modes"] == runs[0]["modes"] and again["reverse_kl"] == runs[0]["reverse_kl"]
+
+
 def test_gan_mixture_unknown_mixture_is_refused(tmp_path):
     workdir = tmp_path / "run"
     with pytest.raises(ValueError, match="spiral"):

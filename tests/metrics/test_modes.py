@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gen_jax.data import get_mixture
-from gen_jax.metrics.modes import mixture_mode_stats
+from gen_jax.metrics.modes import mixture_mode_stats, summarize_mode_stats
 
 RING = get_mixture("ring")
 MEANS = np.asarray(RING.means)  # 8 modes on the unit circle
@@ -89,3 +89,24 @@ def test_kl_is_nonnegative_on_random_histograms():
 def test_wrong_sample_shape_raises(shape):
     with pytest.raises(ValueError, match="samples must be"):
         mixture_mode_stats(np.zeros(shape), MEANS, SIGMA)
+
+
+def test_summary_over_seeds_by_hand():
+    runs = [
+        {"modes": 8, "high_quality": 0.98, "reverse_kl": 0.002, "num_modes": 8},
+        {"modes": 6, "high_quality": 0.90, "reverse_kl": 0.100, "num_modes": 8},
+    ]
+    s = summarize_mode_stats(runs)
+    assert s["num_modes"] == 8 and s["runs"] == 2
+    assert s["modes_mean"] == 7.0 and s["modes_std"] == 1.0  # population std: |8 - 6| / 2
+    assert s["high_quality_mean"] == pytest.approx(94.0)
+    assert s["high_quality_std"] == pytest.approx(4.0)
+    assert s["reverse_kl_mean"] == pytest.approx(0.051)
+
+
+def test_summary_refuses_no_runs_and_mixed_mixtures():
+    with pytest.raises(ValueError, match="at least one"):
+        summarize_mode_stats([])
+    ring = {"modes": 8, "high_quality": 1.0, "reverse_kl": 0.0, "num_modes": 8}
+    with pytest.raises(ValueError, match="different mixtures"):
+        summarize_mode_stats([ring, {**ring, "num_modes": 25}])
