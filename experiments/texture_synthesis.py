@@ -34,19 +34,14 @@ import sys
 import jax
 import numpy as np
 
-from experiments.style_transfer import (
-    feature_net,
-    layer_weights,
-    optimizer_kwargs,
-    previous_run,
-    resolve_layers,
-    run_resumable,
-)
 from gen_jax import config as config_lib
 from gen_jax import viz
+from gen_jax.config import layer_weights
 from gen_jax.data.images import load_image, save_image, side_by_side
 from gen_jax.metrics.texture import texture_report, texture_spectra
-from gen_jax.synthesis.style import texture_synthesis
+from gen_jax.models.features import default_layers
+from gen_jax.synthesis import feature_net, texture_synthesis
+from gen_jax.train import check_synthesis_resumable, run_synthesis
 
 TEXTURES = ("brick", "grass", "gravel")
 # The references texture_report scores beside the result, as printed: (label, key prefix).
@@ -91,11 +86,18 @@ def get_smoke_config() -> Config:
 
 def _synthesize_one(cfg: Config, source_name: str, workdir: str) -> dict:
     source = load_image(source_name, cfg.source_size)
-    layers = resolve_layers(cfg.layers, cfg.net, "texture")
+    layers = cfg.layers or default_layers(cfg.net, "texture")
     weights = layer_weights(cfg.layer_weights, layers, "layer_weights")
-    module, params = feature_net(cfg, [source])
+    net_options = (
+        {"scales": cfg.ms_scales, "features_per_scale": cfg.ms_features}
+        if cfg.net == "multiscale"
+        else {}
+    )
+    module, params = feature_net(
+        cfg.net, cfg.weights, images=[source], seed=cfg.seed, pooling=cfg.pooling, **net_options
+    )
 
-    def synthesize(init, steps, progress):
+    def synthesize(init, steps, callback):
         return texture_synthesis(
             module,
             params,
@@ -107,15 +109,18 @@ def _synthesize_one(cfg: Config, source_name: str, workdir: str) -> dict:
             key=jax.random.PRNGKey(cfg.seed),
             init=init,
             tv_weight=cfg.tv_weight,
-            callback=progress,
-            **optimizer_kwargs(cfg),
+            callback=callback,
+            optimizer=cfg.optimizer,
+            learning_rate=cfg.learning_rate or None,
+            parametrization=cfg.parametrization,
+            chunk_steps=cfg.chunk_steps,
         )
 
-    out, saved, start = run_resumable(cfg, workdir, f"texture {source_name}", synthesize)
-    if out is None:
-        print(f"{workdir}: complete at {saved['steps']} steps; nothing to do")
-        return saved
-    result, seconds, rate = out
+    outcome = run_synthesis(cfg, workdir, synthesize, desc=f"texture {source_name}")
+    if outcome.complete:
+        print(f"{workdir}: complete at {outcome.saved['steps']} steps; nothing to do")
+        return outcome.saved
+    result, saved, start = outcome.result, outcome.saved, outcome.start
     image = np.asarray(result.image)
     np.save(os.path.join(workdir, "result.npy"), image)
     save_image(os.path.join(workdir, "source.png"), source)
@@ -148,9 +153,9 @@ def _synthesize_one(cfg: Config, source_name: str, workdir: str) -> dict:
         "style_loss_ratio": first["style"] / max(result.end["style"], 1e-30),
         **texture_report(image, source, seed=cfg.seed),
         "loss_evaluations": int(np.sum(result.evaluations)),
-        "seconds": seconds,
-        "iterations_per_s": iterations / seconds,  # compilation included
-        "iterations_per_s_after_compile": rate,
+        "seconds": outcome.seconds,
+        "iterations_per_s": iterations / outcome.seconds,  # compilation included
+        "iterations_per_s_after_compile": outcome.rate,
     }
 
 
@@ -160,7 +165,7 @@ def run(cfg: Config, workdir: str) -> dict:
         # Check every source, and every saved run's length, before anything is written.
         for name in TEXTURES:
             load_image(name, 8)
-            previous_run(os.path.join(workdir, name), cfg.steps)
+            check_synthesis_resumable(os.path.join(workdir, name), cfg.steps)
         config_lib.prepare_workdir(workdir, cfg)
         per_source = {}
         for name in TEXTURES:

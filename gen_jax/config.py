@@ -93,6 +93,28 @@ def parse_args(
     return dataclasses.replace(config, **overrides), args.workdir
 
 
+def layer_weights(
+    weights: Sequence[Any], layers: Sequence[str], option: str
+) -> tuple[float, ...] | None:
+    """Parses a per-layer weights option into floats, or None (empty: equal weights).
+
+    Raises:
+      ValueError: a value that is not a number, or not one value per layer, naming the
+        option.
+    """
+    if not weights:
+        return None
+    try:
+        values = tuple(float(w) for w in weights)
+    except ValueError as e:
+        raise ValueError(f"--{option} must be numbers, e.g. 0.5,0.5; got {weights!r}") from e
+    if len(values) != len(layers):
+        raise ValueError(
+            f"--{option} needs {len(layers)} values for {tuple(layers)}; got {len(values)}"
+        )
+    return values
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready dict of a config dataclass (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(config)))

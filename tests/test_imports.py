@@ -105,6 +105,20 @@ def test_library_never_imports_experiments_or_benchmarks():
     assert not bad, "\n".join(bad)
 
 
+def test_experiments_and_benchmarks_never_import_each_other():
+    # One experiment importing another (or a benchmark) means a helper two of them need
+    # lives in one of them: it belongs in the library.
+    bad = []
+    for folder, other in (("experiments", "benchmarks"), ("benchmarks", "experiments")):
+        for module, is_pkg, source in _sources(ROOT / folder, at_least=5):
+            for name in imported_modules(source, module, is_pkg):
+                if _within(name, (other,)) or (
+                    folder == "experiments" and _within(name, (folder,))
+                ):
+                    bad.append(f"{module} imports {name}")
+    assert not bad, "\n".join(bad)
+
+
 # --- The checker itself. ---------------------------------------------------------------------
 
 
@@ -165,9 +179,9 @@ def test_nothing_outside_the_backend_imports_its_modules():
     roots = (PACKAGE, ROOT / "experiments", ROOT / "benchmarks")
     used = {}
     for module, is_pkg, source in _sources(*roots):
-        if not _within(module, (BACKEND,)):
-            if found := _backend_internals_imported(source, module, is_pkg, modules):
-                used[module] = found
+        outside = not _within(module, (BACKEND,))
+        if outside and (found := _backend_internals_imported(source, module, is_pkg, modules)):
+            used[module] = found
     bad = [f"{m} imports {sorted(n)}" for m, n in used.items() if m not in BACKEND_INTERNALS_USED]
     assert not bad, f"import the backend only as {BACKEND} (its __init__ is the door):\n" + (
         "\n".join(bad)

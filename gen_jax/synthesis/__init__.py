@@ -18,6 +18,7 @@ from gen_jax.synthesis.deep_dream import (
     octave_shapes,
 )
 from gen_jax.synthesis.inversion import InversionLoss, InversionResult, invert_features
+from gen_jax.synthesis.networks import feature_net
 from gen_jax.synthesis.optimize import OptimizeResult, optimize_image
 from gen_jax.synthesis.style import (
     GATYS_CONTENT_LAYERS,
@@ -44,6 +45,7 @@ __all__ = [
     "combine_luminance",
     "content_targets",
     "deep_dream",
+    "feature_net",
     "fgsm",
     "invert_features",
     "iterative_fgsm",

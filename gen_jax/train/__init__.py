@@ -1,14 +1,21 @@
 """Training: state pytrees, the engine of phases and terms, step builders and the host loop.
 
-    state      Player, GANState (named players + objective state), TrainState (one player)
-    engine     Phase, Nets, make_gan_step: players updated in phases by sums of loss terms
-    terms      the standard GAN pieces: latents, the generated batch, adversarial terms, R1
-    steps      make_train_step (one player), make_train_chunk (K steps in one program)
-    loop       run_training, run_synthesis, fit, RunLog: the host loop every experiment calls
+state      Player, GANState (named players + objective state), TrainState (one player)
+engine     Phase, Nets, make_gan_step: players updated in phases by sums of loss terms
+terms      the standard GAN pieces: latents, the generated batch, adversarial terms, R1
+steps      make_train_step (one player), make_train_chunk (K steps in one program)
+loop       run_training, run_synthesis, fit, RunLog: the host loop every experiment calls
 """
 
 from gen_jax.train.engine import Nets, Phase, PhaseOutcome, make_gan_step, run_phase
-from gen_jax.train.loop import RunLog, fit, run_synthesis, run_training
+from gen_jax.train.loop import (
+    RunLog,
+    SynthesisRun,
+    check_synthesis_resumable,
+    fit,
+    run_synthesis,
+    run_training,
+)
 from gen_jax.train.state import (
     GANState,
     Player,
@@ -37,7 +44,9 @@ __all__ = [
     "Player",
     "PlayerSpec",
     "RunLog",
+    "SynthesisRun",
     "TrainState",
+    "check_synthesis_resumable",
     "create_gan_state",
     "create_player",
     "create_train_state",

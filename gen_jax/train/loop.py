@@ -25,7 +25,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import jax
 import numpy as np
@@ -131,7 +131,7 @@ class RunLog:
         a, b = self.rows[0], self.rows[-1]
         return (b["step"] - a["step"]) / max(b["time"] - a["time"], 1e-9)
 
-    def __enter__(self) -> RunLog:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
