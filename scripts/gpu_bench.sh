@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The GPU rows of the README's speed tables, in one run, each against PyTorch eager on the same
+# The GPU rows of docs/speed.md's tables, in one run, each against PyTorch eager on the same
 # GPU in the same process:
 #   synthesis       style transfer, L-BFGS through VGG19, 500 iterations at 512 px, then 200
 #                   at 256 px, float32 on both sides (the benchmark's default precision), with
 #                   one gen_jax row for each of two convolution algorithms against the same
 #                   PyTorch runs: `auto` (cuDNN on GPUs) and `tune` (each shape's algorithm
-#                   measured on the GPU, gen_jax.nn.conv_tune: cuDNN or Winograd's batched
+#                   measured on the GPU, gen_jax.nn.xla_cpu: cuDNN or Winograd's batched
 #                   float32 products, per layer; the table lists every candidate's time).
 #                   512 px first: its table is saved before 256 px starts, so a run cut
-#                   short by the time limit keeps the size that decides the README row;
+#                   short by the time limit keeps the size that decides the docs row;
 #                   tuning stops measuring after TUNE_BUDGET_S (240) s, later shapes taking
 #                   auto's rule (each candidate compiles once per shape, and XLA:GPU's
 #                   compile times for them are unmeasured);

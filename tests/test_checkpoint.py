@@ -103,8 +103,10 @@ def test_round_trip_restores_every_leaf(tmp_path):
 def test_round_trip_of_a_one_player_state(tmp_path):
     spec = PlayerSpec(TinyMLPDiscriminator(), D_TX, (jnp.zeros((B, 2)),), use_ema=True)
     state = create_train_state(jax.random.PRNGKey(0), spec)
-    state = state.replace(step=jnp.int32(3), model=state.model.replace(ema_params=jax.tree.map(
-        lambda x: x + 1, state.model.ema_params)))
+    state = state.replace(
+        step=jnp.int32(3),
+        model=state.model.replace(ema_params=jax.tree.map(lambda x: x + 1, state.model.ema_params)),
+    )
     ckpt = Checkpointer(tmp_path / "ckpt")
     ckpt.save(3, state)
     restored = ckpt.restore(create_train_state(jax.random.PRNGKey(1), spec))

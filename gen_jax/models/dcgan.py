@@ -36,8 +36,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gen_jax.nn.xla_cpu import conv_general_dilated
 from gen_jax.nn.conv_transpose import PhaseConvTranspose
+from gen_jax.nn.xla_cpu import conv_general_dilated
 
 Dtype = Any
 

@@ -89,9 +89,7 @@ class Nets:
         self._player(name)
         return self.apply(name, self.params[name], *args, update_stats=update_stats, **kwargs)
 
-    def apply(
-        self, name: str, params: PyTree, *args, update_stats: bool = True, **kwargs
-    ) -> Any:
+    def apply(self, name: str, params: PyTree, *args, update_stats: bool = True, **kwargs) -> Any:
         """Player `name` in train mode with explicit `params` (an unrolled look-ahead, say)."""
         player = self._player(name)
         collections = self.collections[name]

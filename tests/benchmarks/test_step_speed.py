@@ -1,4 +1,5 @@
-"""Tests for benchmarks/step_speed.py: the tiny config end to end, and the PyTorch twin nets.
+"""Tests for benchmarks/step_speed.py: the tiny config end to end, and the PyTorch twin nets
+(`benchmarks.torch_reference`).
 
 No timing assertions: the numbers only have to exist and be positive and finite.
 """
@@ -18,7 +19,7 @@ _REPO_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-from benchmarks import step_speed
+from benchmarks import step_speed, torch_reference
 from gen_jax.models.dcgan import DCGANDiscriminator, DCGANGenerator
 
 try:
@@ -77,7 +78,7 @@ def test_main_rejects_bad_config_before_running(argv):
 def test_torch_networks_match_gen_jax(image_size, channels):
     """Same parameter and statistic counts and the same shapes: the same architecture."""
     ngf, ndf, nz, b = 8, 8, 100, 2
-    g_t, d_t = step_speed.build_torch_dcgan(image_size, ngf, ndf, nz)
+    g_t, d_t = torch_reference.build_torch_dcgan(image_size, ngf, ndf, nz)
     g = DCGANGenerator(image_size=image_size, channels=channels, ngf=ngf)
     d = DCGANDiscriminator(image_size=image_size, ndf=ndf)
     x = jnp.zeros((b, image_size, image_size, channels))

@@ -18,11 +18,12 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `experiments` is a top-level folder, not an installed package.
     sys.path.insert(0, str(ROOT))
 
+from recorded import assert_matches_recorded
+
 from experiments import dcgan, gan_mixture
 from gen_jax.checkpoint import Checkpointer
 from gen_jax.config import config_to_dict
 from gen_jax.data import load_fashion_mnist
-from recorded import assert_matches_recorded
 
 
 def _snapshot(workdir: Path) -> dict[str, str]:

@@ -15,9 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `experiments` is a top-level folder, not an installed package.
     sys.path.insert(0, str(ROOT))
 
+from recorded import RECORDED, assert_matches_recorded
+
 from experiments import dcgan, gan_mixture, train_classifier
 from gen_jax.data import load_fashion_mnist
-from recorded import RECORDED, assert_matches_recorded
 
 MODULES = {"dcgan": dcgan, "gan_mixture": gan_mixture, "classifier": train_classifier}
 

@@ -14,11 +14,12 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `experiments` is a top-level folder, not an installed package.
     sys.path.insert(0, str(ROOT))
 
+from recorded import assert_matches_recorded
+
 from experiments import train_classifier
 from gen_jax.checkpoint import Checkpointer
 from gen_jax.data import load_fashion_mnist
 from gen_jax.models.classifier import load_classifier_weights
-from recorded import assert_matches_recorded
 
 
 def _rows(path: Path) -> list[dict]:

@@ -165,8 +165,9 @@ def test_objective_state_is_updated_after_its_phase_and_read_by_the_terms():
     if 0.0 < k < 1.0:
         np.testing.assert_allclose(k, 0.5 + 0.3 * (float(metrics["d/loss"]) - 1.0), rtol=1e-5)
     # A different k changes D's update: the terms see it.
-    other, _ = step(state.replace(extra={"k": jnp.float32(0.0), "updates": jnp.int32(0)}),
-                    _batch(1, n_critic=3))
+    other, _ = step(
+        state.replace(extra={"k": jnp.float32(0.0), "updates": jnp.int32(0)}), _batch(1, n_critic=3)
+    )
     assert _any_leaf_differs(other["d"].params, new["d"].params)
 
 
@@ -187,7 +188,9 @@ def test_conditions_in_the_batch_reach_the_modules():
         jax.random.PRNGKey(0),
         {
             "d": PlayerSpec(
-                LabelledCritic(), optax.sgd(0.1), (jnp.zeros((B, 2)),),
+                LabelledCritic(),
+                optax.sgd(0.1),
+                (jnp.zeros((B, 2)),),
                 {"labels": jnp.zeros((B,), jnp.int32)},
             )
         },
@@ -270,8 +273,15 @@ def test_terms_get_distinct_keys():
         return {}
 
     phase = Phase("g", ("g",), (term, term, term), setup=setup)
-    run_phase(phase, bigan.make_state().players, {}, {"real": jnp.zeros((B, 2))},
-              jax.random.PRNGKey(0), jnp.int32(0), ema_decay=0.9)
+    run_phase(
+        phase,
+        bigan.make_state().players,
+        {},
+        {"real": jnp.zeros((B, 2))},
+        jax.random.PRNGKey(0),
+        jnp.int32(0),
+        ema_decay=0.9,
+    )
     data = {tuple(np.asarray(k).ravel()) for k in seen}
     assert len(seen) == 4 and len(data) == 4
 

@@ -339,8 +339,10 @@ def _entry_to_json(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ints(value, n: int, what: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or len(value) != n or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    if (
+        not isinstance(value, list)
+        or len(value) != n
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
     ):
         raise ValueError(f"{what} must be a list of {n} integers >= 0; got {value!r}.")
     return tuple(value)

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
-from experiments import dcgan, gan_mixture, train_classifier  # noqa: E402
+from experiments import dcgan, gan_mixture, train_classifier
 
 CASES = {
     "dcgan": (dcgan, []),

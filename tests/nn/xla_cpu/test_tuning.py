@@ -14,8 +14,7 @@ from jax import lax
 
 from gen_jax.models.features import VGG, prepare
 from gen_jax.nn import xla_cpu
-from gen_jax.nn.xla_cpu import Choice, conv_general_dilated, winograd_plan
-from gen_jax.nn.xla_cpu import _tuning
+from gen_jax.nn.xla_cpu import Choice, _tuning, conv_general_dilated, winograd_plan
 
 DN = ("NHWC", "HWIO", "NHWC")
 SAME = ((1, 1), (1, 1))
@@ -252,7 +251,7 @@ def test_a_saved_table_loads_into_the_same_programs_without_measuring(
     fake_timer, tmp_path, monkeypatch
 ):
     """Tune a shape, save, clear, load, trace again: no measuring, the same choice and HLO."""
-    timed, speeds = fake_timer
+    _timed, speeds = fake_timer
     speeds["winograd2, kernel first"] = 0.1  # A choice no fixed rule makes.
     tuned = _hlo()
     records = xla_cpu.tuning_records()
@@ -317,7 +316,7 @@ def _file(tmp_path, entries=None, **fields):
         ("{not json", "invalid JSON"),
         ("\xff\xfe\x00binary", "invalid JSON"),
         ('{"format": "something else", "version": 1, "entries": []}', "not a tuning file"),
-        ('[1, 2]', "not a tuning file"),
+        ("[1, 2]", "not a tuning file"),
         ('{"format": "gen_jax.nn.xla_cpu tuning", "version": 2, "entries": []}', "version 2"),
         ('{"format": "gen_jax.nn.xla_cpu tuning", "version": 1, "entries": {}}', "'entries'"),
     ],

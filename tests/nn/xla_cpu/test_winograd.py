@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from jax import lax
 
+from gen_jax.nn.xla_cpu import _winograd as winograd
 from gen_jax.nn.xla_cpu import (
     conv_general_dilated,
     winograd_conv3x3,
     winograd_kernels,
     winograd_plan,
 )
-from gen_jax.nn.xla_cpu import _winograd as winograd
 
 DN = ("NHWC", "HWIO", "NHWC")
 
