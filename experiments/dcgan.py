@@ -39,6 +39,7 @@ from gen_jax.models.classifier import classifier_fn
 from gen_jax.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from gen_jax.train import (
     PlayerSpec,
+    compute_dtype,
     create_gan_state,
     gan_phases,
     make_gan_step,
@@ -57,6 +58,8 @@ class Config:
     ngf: int = 64
     ndf: int = 64
     latent_dim: int = 100
+    # Compute dtype (float32 | bfloat16); parameters and optimizer states stay float32.
+    dtype: str = "float32"
     loss: str = "non_saturating"
     label_smoothing: float = 0.0
     batch_size: int = 64
@@ -150,8 +153,9 @@ def run(cfg: Config, workdir: str) -> dict:
     num_examples, size = len(images), cfg.image_size
     if cfg.batch_size > num_examples:
         raise ValueError(f"batch_size={cfg.batch_size} exceeds the {num_examples} images")
-    generator = DCGANGenerator(image_size=size, channels=1, ngf=cfg.ngf)
-    discriminator = DCGANDiscriminator(image_size=size, ndf=cfg.ndf)
+    dtype = compute_dtype(cfg.dtype)
+    generator = DCGANGenerator(image_size=size, channels=1, ngf=cfg.ngf, dtype=dtype)
+    discriminator = DCGANDiscriminator(image_size=size, ndf=cfg.ndf, dtype=dtype)
     sample_latent = normal_latent(cfg.latent_dim)
     z_fixed = sample_latent(jax.random.PRNGKey(10_000 + cfg.seed), 64)
 

@@ -37,6 +37,7 @@ from gen_jax.metrics.modes import mixture_mode_stats, summarize_mode_stats
 from gen_jax.models.mlp_gan import MLPDiscriminator, MLPGenerator
 from gen_jax.train import (
     PlayerSpec,
+    compute_dtype,
     create_gan_state,
     gan_phases,
     make_gan_step,
@@ -54,6 +55,8 @@ from gen_jax.train import (
 class Config:
     mixture: str = "ring"  # ring | grid
     latent_dim: int = 16
+    # Compute dtype (float32 | bfloat16); parameters and optimizer states stay float32.
+    dtype: str = "float32"
     g_hidden: tuple[int, ...] = (256, 256, 256)
     g_batch_norm: bool = False  # Dense -> BatchNorm -> ReLU hidden layers in G
     d_hidden: tuple[int, ...] = (128, 128, 128)
@@ -135,12 +138,16 @@ def run(cfg: Config, workdir: str) -> dict:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by pack={cfg.pack}")
     g_loss, d_loss = losses.get_gan_loss(cfg.loss)
     d_kwargs = {"label_smoothing": cfg.label_smoothing} if cfg.label_smoothing else {}
-    generator = MLPGenerator(out_dim=2, hidden=cfg.g_hidden, batch_norm=cfg.g_batch_norm)
+    dtype = compute_dtype(cfg.dtype)
+    generator = MLPGenerator(
+        out_dim=2, hidden=cfg.g_hidden, batch_norm=cfg.g_batch_norm, dtype=dtype
+    )
     discriminator = MLPDiscriminator(
         hidden=cfg.d_hidden,
         pack=cfg.pack,
         maxout_pieces=cfg.d_maxout_pieces,
         input_scale=cfg.d_input_scale,
+        dtype=dtype,
     )
 
     def init_state():

@@ -44,7 +44,13 @@ from gen_jax.config import write_json_atomic
 from gen_jax.data import epoch_batch_indices, load_fashion_mnist, to_signed_unit
 from gen_jax.data.mnist import load_mnist_subset
 from gen_jax.models.classifier import Classifier, save_classifier_weights
-from gen_jax.train import PlayerSpec, create_train_state, make_train_step, run_training
+from gen_jax.train import (
+    PlayerSpec,
+    compute_dtype,
+    create_train_state,
+    make_train_step,
+    run_training,
+)
 
 DATASETS = ("fashion_mnist", "mnist")
 # Per-dataset defaults for the options left at their "auto" value (0 or -1).
@@ -62,6 +68,8 @@ class Config:
     kernel_size: int = 5
     hidden: int = 128
     dropout: float = 0.3
+    # Compute dtype (float32 | bfloat16); parameters and optimizer states stay float32.
+    dtype: str = "float32"
     batch_size: int = 128
     steps: int = 0  # 0: the dataset's default; the cosine learning rate spans exactly `steps`
     lr: float = 2e-3
@@ -139,7 +147,7 @@ def random_shift(key: jax.Array, images: jax.Array, max_shift: int) -> jax.Array
 def classification_term(nets, batch, key, aux):
     """Cross-entropy of the labels under the model's logits (dropout from the step's key)."""
     del aux
-    logits = nets("model", batch["image"], rngs={"dropout": key})
+    logits = nets("model", batch["image"], rngs={"dropout": key}).astype(jnp.float32)
     loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]))
     return loss, {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"])}
 
@@ -195,6 +203,7 @@ def run(cfg: Config, workdir: str, export_dir: str | os.PathLike | None = None, 
         kernel_size=cfg.kernel_size,
         hidden=cfg.hidden,
         dropout_rate=cfg.dropout,
+        dtype=compute_dtype(cfg.dtype),
     )
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, cfg.lr, min(cfg.warmup_steps, cfg.steps // 2), cfg.steps, end_value=cfg.lr * 1e-2

@@ -117,7 +117,7 @@ class DCGANGenerator(nn.Module):
         for i in range(n - 1):
             x = nn.relu(bn()(up(self.ngf * 2 ** (n - 2 - i))(x)))
         x = up(self.channels)(x)
-        return jnp.tanh(x)
+        return jnp.tanh(x).astype(jnp.float32)  # Images in float32 whatever the compute dtype.
 
 
 class DCGANDiscriminator(nn.Module):

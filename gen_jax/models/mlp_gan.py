@@ -50,7 +50,8 @@ class MLPGenerator(nn.Module):
                     param_dtype=self.param_dtype,
                 )(x)
             x = nn.relu(x)
-        return nn.Dense(self.out_dim, dtype=self.dtype, param_dtype=self.param_dtype)(x)
+        out = nn.Dense(self.out_dim, dtype=self.dtype, param_dtype=self.param_dtype)(x)
+        return out.astype(jnp.float32)  # Samples in float32 whatever the compute dtype.
 
 
 class MLPDiscriminator(nn.Module):
@@ -91,7 +92,8 @@ class MLPDiscriminator(nn.Module):
             x = nn.Dense(width * k, dtype=self.dtype, param_dtype=self.param_dtype)(x)
             # Maxout over k pieces; k = 1 is the ReLU layer (a max with the zero piece).
             x = x.reshape(*x.shape[:-1], width, k).max(-1) if k > 1 else nn.relu(x)
-        return nn.Dense(1, dtype=self.dtype, param_dtype=self.param_dtype)(x)
+        logits = nn.Dense(1, dtype=self.dtype, param_dtype=self.param_dtype)(x)
+        return logits.astype(jnp.float32)  # Losses are computed in float32.
 
 
 # A tiny variant for tests.

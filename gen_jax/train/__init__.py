@@ -4,6 +4,7 @@ state      Player, GANState (named players + objective state), TrainState (one p
 engine     Phase, Nets, make_gan_step: players updated in phases by sums of loss terms
 terms      the standard GAN pieces: latents, the generated batch, adversarial terms, R1
 steps      make_train_step (one player), make_train_chunk (K steps in one program)
+precision  the compute dtypes of mixed precision (bfloat16 compute, float32 parameters)
 loop       run_training, run_synthesis, fit, RunLog: the host loop every experiment calls
 """
 
@@ -16,6 +17,7 @@ from gen_jax.train.loop import (
     run_synthesis,
     run_training,
 )
+from gen_jax.train.precision import COMPUTE_DTYPES, compute_dtype
 from gen_jax.train.state import (
     GANState,
     Player,
@@ -37,6 +39,7 @@ from gen_jax.train.terms import (
 )
 
 __all__ = [
+    "COMPUTE_DTYPES",
     "GANState",
     "Nets",
     "Phase",
@@ -47,6 +50,7 @@ __all__ = [
     "SynthesisRun",
     "TrainState",
     "check_synthesis_resumable",
+    "compute_dtype",
     "create_gan_state",
     "create_player",
     "create_train_state",

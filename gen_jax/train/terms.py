@@ -12,6 +12,11 @@ e.g. the non-saturating GAN with R1 on D:
     )
     train_step = make_gan_step(phases, n_critic=1)
 
+Mixed precision: the networks may compute in bfloat16 (their ``dtype``) with float32
+parameters (``param_dtype``), so gradients and optimizer states stay float32; the terms
+cast D's logits to float32 before the loss, so losses, their means and R1's gradient
+norms are float32 too.
+
 Conventions the standard terms share: the real examples are ``batch["real"]``; the
 phase's setup puts the latents at ``aux["z"]`` and G's output at ``aux["fake"]``; a
 conditional family's setup may add ``aux["d_real_kwargs"]`` / ``aux["d_fake_kwargs"]``
@@ -54,6 +59,11 @@ def _mean_logit(logits: jax.Array) -> jax.Array:
     return jnp.mean(logits.astype(jnp.float32))
 
 
+def _f32(logits: jax.Array) -> jax.Array:
+    """Logits in float32: under bfloat16 compute the losses and their means stay float32."""
+    return jnp.asarray(logits).astype(jnp.float32)
+
+
 def sample_fake(sample_latent: LatentFn, *, generator: str = "g") -> Setup:
     """A phase setup drawing ``z = sample_latent(key, B)`` and ``fake = G(z)``.
 
@@ -92,8 +102,8 @@ def discriminator_term(
 
     def term(nets: Nets, batch, key, aux):
         del key
-        real_logits = nets(discriminator, batch["real"], **aux.get("d_real_kwargs", {}))
-        fake_logits = nets(discriminator, aux["fake"], **aux.get("d_fake_kwargs", {}))
+        real_logits = _f32(nets(discriminator, batch["real"], **aux.get("d_real_kwargs", {})))
+        fake_logits = _f32(nets(discriminator, aux["fake"], **aux.get("d_fake_kwargs", {})))
         value = jnp.mean(loss(real_logits, fake_logits, **kwargs))
         return value, {
             "loss": value,
@@ -117,7 +127,7 @@ def generator_term(loss: Callable[..., jax.Array], *, discriminator: str = "d") 
 
     def term(nets: Nets, batch, key, aux):
         del batch, key
-        fake_logits = nets(discriminator, aux["fake"], **aux.get("d_fake_kwargs", {}))
+        fake_logits = _f32(nets(discriminator, aux["fake"], **aux.get("d_fake_kwargs", {})))
         value = jnp.mean(loss(fake_logits))
         return value, {"loss": value, "fake_logit": _mean_logit(fake_logits)}
 
@@ -144,7 +154,7 @@ def r1_term(gamma: float, *, discriminator: str = "d") -> Term:
         del key
 
         def d_fn(x):
-            return nets(discriminator, x, update_stats=False, **aux.get("d_real_kwargs", {}))
+            return _f32(nets(discriminator, x, update_stats=False, **aux.get("d_real_kwargs", {})))
 
         r1 = jnp.mean(r1_penalty(d_fn, batch["real"]))
         return 0.5 * gamma * r1, {"r1": r1}

@@ -138,6 +138,15 @@ def test_gan_mixture_seeds_run_in_sub_folders_and_are_tabled(tmp_path):
     assert again["modes"] == runs[0]["modes"] and again["reverse_kl"] == runs[0]["reverse_kl"]
 
 
+def test_gan_mixture_in_bfloat16(tmp_path):
+    results = gan_mixture.main(["--workdir", str(tmp_path), "--smoke", "--dtype", "bfloat16"])
+    assert results["steps"] == gan_mixture.get_smoke_config().steps
+    assert all(math.isfinite(v) for v in results["final_metrics"].values())
+    assert np.isfinite(np.load(tmp_path / "samples.npy")).all()
+    with pytest.raises(ValueError, match="--dtype"):
+        gan_mixture.main(["--workdir", str(tmp_path / "b"), "--smoke", "--dtype", "float16"])
+
+
 def test_gan_mixture_unknown_mixture_is_refused(tmp_path):
     workdir = tmp_path / "run"
     with pytest.raises(ValueError, match="spiral"):
