@@ -1,4 +1,5 @@
-"""What the benchmarks print about the machine they ran on (shared by every benchmark)."""
+"""What the benchmarks state about the machine they ran on: the facts (`describe_devices`)
+and their lines under each table (shared by every benchmark)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import jax
 __all__ = [
     "cpu_model",
     "describe_devices",
+    "format_cpu",
     "format_environment",
+    "format_jax",
+    "format_torch",
     "schedulable_cores",
     "speed_environment",
 ]
@@ -80,3 +84,27 @@ def format_environment(env: dict[str, str]) -> str:
     thp = f"transparent huge pages `{env['thp']}`" if "thp" in env else "no THP setting found"
     set_vars = ", ".join(f"`{k}={v}`" for k, v in env.items() if k != "thp")
     return f"environment: {thp}; " + (set_vars or f"none of {', '.join(SPEED_ENV)} set")
+
+
+def format_jax(jax_info: dict[str, Any]) -> str:
+    """The fact line for `describe_devices`'s ``jax`` entry."""
+    return (
+        f"JAX {jax_info['version']}: platform `{jax_info['platform']}`, device_kind "
+        f"`{jax_info['device_kind']}` ({jax_info['device_count']} device(s))"
+    )
+
+
+def format_cpu(cpu: dict[str, Any]) -> str:
+    """The fact line for `describe_devices`'s ``cpu`` entry."""
+    return (
+        f"CPU: {cpu['model']}, {cpu['schedulable_cores']} schedulable cores "
+        f"(os.cpu_count() = {cpu['os_cpu_count']})"
+    )
+
+
+def format_torch(torch_info: dict[str, Any]) -> str:
+    """The fact line for `benchmarks.torch_reference.torch_device`'s facts."""
+    return (
+        f"PyTorch {torch_info['version']} on {torch_info['device']}, "
+        f"{torch_info['num_threads']} CPU threads"
+    )

@@ -10,8 +10,9 @@ Rows, all on the device JAX uses (and the matching PyTorch device):
      already on the device;
   2. gen_jax, `make_train_chunk`: K steps fused with `lax.scan` in one dispatch, each
      step's batch drawn on the device from a device-resident uint8 dataset;
-  3. PyTorch eager (when `import torch` works): the pytorch/examples DCGAN network and the
-     same update, written here; optionally also under `torch.compile`.
+  3. PyTorch eager (when `import torch` works and has the device): the pytorch/examples
+     DCGAN network and the same update (`benchmarks.torch_reference`); optionally also
+     under `torch.compile`.
 
 The work per step is the same in every row: one D update (a real and a detached fake
 batch, BCE with logits) then one G update (non-saturating), Adam(2e-4, b1=0.5, b2=0.999)
@@ -19,36 +20,34 @@ for both, batch norm in train mode. gen_jax's state is created with `use_ema=Fal
 the reference keeps no parameter average. The model FLOPs per step are XLA's count for the
 compiled single step (2 per multiply-add), used for every row's achieved FLOP/s.
 
-Timing: compilation (JAX) and the first steps (PyTorch) are untimed and reported apart;
-then each implementation runs R repeats of about N steps, the repeats interleaved across
-implementations so that a change in background load hits every row alike, and the
-reported time is the median repeat.
+Timing (`benchmarks.runner`): compilation (JAX) and the first steps (PyTorch) are untimed
+and reported apart; then each implementation runs R repeats of about N steps, the repeats
+interleaved across implementations so that a change in background load hits every row
+alike, and the reported time is the median repeat.
+
+This module is the benchmark's configuration, command line, runners and orchestration; the
+markdown is `benchmarks.step_report`'s.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
 import statistics
-import sys
-import time
-from collections.abc import Callable
 from typing import Any
-
-# Both frameworks share one GPU in this process: JAX's default preallocation of 75% of its
-# memory would leave PyTorch little. Harmless on the CPU; must precede JAX's backend init.
-os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks import torch_reference
 from benchmarks.flops import xla_flops
-from benchmarks.machine import describe_devices, schedulable_cores
-from benchmarks.report import check_out_paths, write_text
+from benchmarks.machine import describe_devices
+from benchmarks.report import add_ratios, check_out_paths, parse_config, to_json, write_text
+from benchmarks.runner import Log, compile_timed, interleave, seconds, stderr_log
+from benchmarks.step_report import format_markdown
+from benchmarks.torch_reference import DCGAN_ARCHS
 from gen_jax.data import epoch_batch_indices, to_signed_unit
 from gen_jax.losses import (
     minimax_discriminator_loss,
@@ -64,14 +63,8 @@ from gen_jax.train import (
     normal_latent,
 )
 
-# image_size -> (channels, start resolution, number of 2x stages); the two networks of the
-# task (pytorch/examples at 64x64x3, the Fashion-MNIST variant at 28x28x1).
-_ARCHS = {64: (3, 4, 4), 28: (1, 7, 2)}
-
 TORCH_EAGER = "torch_eager"
 LEARNING_RATE, BETA1, BETA2 = 2e-4, 0.5, 0.999
-
-Log = Callable[[str], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,9 +104,9 @@ class BenchConfig:
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad field."""
-        if self.image_size not in _ARCHS:
+        if self.image_size not in DCGAN_ARCHS:
             raise ValueError(
-                f"image_size: expected one of {sorted(_ARCHS)}, found {self.image_size}"
+                f"image_size: expected one of {sorted(DCGAN_ARCHS)}, found {self.image_size}"
             )
         for name in ("batch_size", "steps", "chunk", "repeats", "ngf", "ndf", "nz"):
             value = getattr(self, name)
@@ -129,79 +122,133 @@ class BenchConfig:
 
 
 # ---------------------------------------------------------------------------------------
-# Runners: setup() does the untimed work, run(n) runs n steps and returns (seconds, steps).
+# Runners (`benchmarks.runner.Runner`): setup() compiles and warms up, run() times one
+# repeat of `steps_timed` steps.
 
 
-class _JaxStepRunner:
-    """gen_jax, one jitted (and donated) train step per dispatch, fixed on-device batch."""
+class _JaxRunner:
+    """gen_jax: a compiled program that runs ``steps_per_call`` train steps per dispatch on
+    its state (donated) and one argument already on the device.
 
-    name = "gen_jax, jit step per dispatch"
-    key = "gen_jax_step"
+    Args:
+      key, name: the row's.
+      jitted: the jitted program, ``(state, arg) -> (state, metrics)``.
+      state, arg: its inputs; the state is replaced by each call's.
+      steps_per_call: train steps per dispatch (K for a chunk).
+      warmup: untimed steps after compiling (at least one dispatch).
+      steps: timed steps per repeat, rounded to whole dispatches.
+      flops_fn: count one step's FLOPs from this function of ``(state, arg)`` (the first row).
+    """
 
-    def __init__(self, cfg: BenchConfig, state, batch):
-        self.cfg, self.state, self.batch = cfg, state, batch
-        self.train_step = _make_jax_train_step(cfg)
+    def __init__(
+        self, key, name, jitted, state, arg, *, steps_per_call, warmup, steps, flops_fn=None
+    ):
+        self.key, self.name, self.jitted = key, name, jitted
+        self.state, self.arg, self.steps_per_call = state, arg, steps_per_call
+        self.warmup, self.flops_fn = warmup, flops_fn
+        self.steps_timed = self._calls(steps) * steps_per_call
         self.info: dict[str, Any] = {}
 
+    def _calls(self, num_steps: int) -> int:
+        return max(1, round(num_steps / self.steps_per_call))
+
     def setup(self, log: Log) -> None:
-        t0 = time.perf_counter()
-        lowered = jax.jit(self.train_step, donate_argnums=0).lower(self.state, self.batch)
-        self.compiled = lowered.compile()
-        self.info["compile_s"] = time.perf_counter() - t0
-        self.info["flops_per_step"], self.info["flops_platform"] = xla_flops(
-            self.train_step, self.state, self.batch, compiled=self.compiled
+        self.compiled, self.info["compile_s"] = compile_timed(self.jitted, self.state, self.arg)
+        if self.flops_fn is not None:
+            self.info["flops_per_step"], self.info["flops_platform"] = xla_flops(
+                self.flops_fn, self.state, self.arg, compiled=self.compiled
+            )
+        chunk = f" (K={self.steps_per_call})" if self.steps_per_call > 1 else ""
+        log(f"[{self.key}] compiled in {self.info['compile_s']:.1f} s{chunk}")
+        jax.block_until_ready(self._steps(self.warmup))
+
+    def _steps(self, num_steps: int):
+        state = self.state
+        for _ in range(self._calls(num_steps)):
+            state, metrics = self.compiled(state, self.arg)
+        self.state = state
+        return state, metrics
+
+    def run(self) -> float:
+        return seconds(self._steps, self.steps_timed)[0]
+
+
+def _jax_runners(cfg: BenchConfig, create_state, batch, data) -> list[_JaxRunner]:
+    """The two gen_jax rows, each on its own identical state (each donates its own):
+    one jitted step per dispatch on a fixed batch, and K-step `lax.scan` chunks whose
+    batches are drawn on the device from ``data``."""
+    train_step = _make_jax_train_step(cfg)
+    batch_fn = _make_batch_fn(cfg.dataset_size, cfg.batch_size)
+    common = {"warmup": cfg.warmup, "steps": cfg.steps}
+    return [
+        _JaxRunner(
+            "gen_jax_step",
+            "gen_jax, jit step per dispatch",
+            jax.jit(train_step, donate_argnums=0),
+            create_state(cfg.seed),
+            batch,
+            steps_per_call=1,
+            flops_fn=train_step,
+            **common,
+        ),
+        _JaxRunner(
+            "gen_jax_chunk",
+            f"gen_jax, lax.scan chunk of K={cfg.chunk} steps per dispatch",
+            make_train_chunk(train_step, batch_fn, cfg.chunk),
+            create_state(cfg.seed),
+            data,
+            steps_per_call=cfg.chunk,
+            **common,
+        ),
+    ]
+
+
+class _TorchRunner:
+    """PyTorch eager (or torch.compile'd modules): `torch_reference.DCGANTrainStep`, the
+    same update as gen_jax's GAN step."""
+
+    def __init__(self, cfg: BenchConfig, real_nhwc: np.ndarray, device, *, compile_modules: bool):
+        self.cfg = cfg
+        self.key = "torch_compile" if compile_modules else TORCH_EAGER
+        self.name = "PyTorch, torch.compile" if compile_modules else "PyTorch eager"
+        self.steps_timed = cfg.steps
+        self.info: dict[str, Any] = {}
+        self.step = torch_reference.DCGANTrainStep(
+            real_nhwc,
+            image_size=cfg.image_size,
+            ngf=cfg.ngf,
+            ndf=cfg.ndf,
+            nz=cfg.nz,
+            device=device,
+            seed=cfg.seed,
+            learning_rate=LEARNING_RATE,
+            betas=(BETA1, BETA2),
+            channels_last=cfg.torch_channels_last,
+            compile_modules=compile_modules,
         )
-        log(f"[{self.key}] compiled in {self.info['compile_s']:.1f} s")
-        self.run(max(1, self.cfg.warmup))
 
-    def run(self, num_steps: int) -> tuple[float, int]:
-        state = self.state
-        t0 = time.perf_counter()
+    def _steps(self, num_steps: int) -> None:
         for _ in range(num_steps):
-            state, metrics = self.compiled(state, self.batch)
-        jax.block_until_ready((state, metrics))
-        elapsed = time.perf_counter() - t0
-        self.state = state
-        return elapsed, num_steps
+            self.step()
 
-
-class _JaxChunkRunner:
-    """gen_jax, K steps per dispatch with batches drawn on the device."""
-
-    key = "gen_jax_chunk"
-
-    def __init__(self, cfg: BenchConfig, state, data):
-        self.cfg, self.state, self.data = cfg, state, data
-        self.name = f"gen_jax, lax.scan chunk of K={cfg.chunk} steps per dispatch"
-        batch_fn = _make_batch_fn(cfg.dataset_size, cfg.batch_size)
-        self.chunk_fn = make_train_chunk(_make_jax_train_step(cfg), batch_fn, cfg.chunk)
-        self.info: dict[str, Any] = {}
+    def _timed(self, num_steps: int) -> float:
+        self.step.sync()
+        return seconds(self._steps, num_steps, ready=lambda _: self.step.sync())[0]
 
     def setup(self, log: Log) -> None:
-        t0 = time.perf_counter()
-        self.compiled = self.chunk_fn.lower(self.state, self.data).compile()
-        self.info["compile_s"] = time.perf_counter() - t0
-        log(f"[{self.key}] compiled in {self.info['compile_s']:.1f} s (K={self.cfg.chunk})")
-        self.run(max(1, self.cfg.warmup))
+        self.info["first_step_s"] = self._timed(1)
+        log(f"[{self.key}] first step {self.info['first_step_s']:.2f} s")
+        if self.cfg.warmup > 1:
+            self._timed(self.cfg.warmup - 1)
 
-    def run(self, num_steps: int) -> tuple[float, int]:
-        num_chunks = max(1, round(num_steps / self.cfg.chunk))
-        state = self.state
-        t0 = time.perf_counter()
-        for _ in range(num_chunks):
-            state, metrics = self.compiled(state, self.data)
-        jax.block_until_ready((state, metrics))
-        elapsed = time.perf_counter() - t0
-        self.state = state
-        return elapsed, num_chunks * self.cfg.chunk
+    def run(self) -> float:
+        return self._timed(self.steps_timed)
 
 
 def _make_jax_train_step(cfg: BenchConfig):
     """The DCGAN update: non-saturating G loss, BCE (minimax) D loss, z ~ N(0, I)."""
     return make_gan_step(
-        gan_phases(
-            non_saturating_generator_loss, minimax_discriminator_loss, normal_latent(cfg.nz)
-        )
+        gan_phases(non_saturating_generator_loss, minimax_discriminator_loss, normal_latent(cfg.nz))
     )
 
 
@@ -213,165 +260,6 @@ def _make_batch_fn(num_examples: int, batch_size: int):
         return {"real": to_signed_unit(data[idx])[None]}  # [n_critic=1, B, H, W, C]
 
     return batch_fn
-
-
-# ---------------------------------------------------------------------------------------
-# PyTorch reference.
-
-
-def build_torch_dcgan(image_size: int, ngf: int, ndf: int, nz: int):
-    """The pytorch/examples DCGAN pair (or its 28x28x1 variant), N(0, 0.02) init.
-
-    Returns:
-      (generator, discriminator): G maps z [B, nz, 1, 1] to [B, C, H, W] in [-1, 1]; D maps
-      images to logits [B, 1, 1, 1] (no sigmoid: the loss is BCEWithLogitsLoss).
-    """
-    import torch
-    from torch import nn
-
-    channels, start, n = _ARCHS[image_size]
-    g_layers: list[nn.Module] = [
-        nn.ConvTranspose2d(nz, ngf * 2 ** (n - 1), start, 1, 0, bias=False),
-        nn.BatchNorm2d(ngf * 2 ** (n - 1)),
-        nn.ReLU(True),
-    ]
-    for i in range(n - 1):
-        c_in, c_out = ngf * 2 ** (n - 1 - i), ngf * 2 ** (n - 2 - i)
-        g_layers += [
-            nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(c_out),
-            nn.ReLU(True),
-        ]
-    g_layers += [nn.ConvTranspose2d(ngf, channels, 4, 2, 1, bias=False), nn.Tanh()]
-
-    d_layers: list[nn.Module] = [
-        nn.Conv2d(channels, ndf, 4, 2, 1, bias=False),
-        nn.LeakyReLU(0.2, inplace=True),
-    ]
-    for i in range(1, n):
-        c_in, c_out = ndf * 2 ** (i - 1), ndf * 2**i
-        d_layers += [
-            nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(c_out),
-            nn.LeakyReLU(0.2, inplace=True),
-        ]
-    d_layers += [nn.Conv2d(ndf * 2 ** (n - 1), 1, start, 1, 0, bias=False)]
-
-    def weights_init(m: nn.Module) -> None:
-        # pytorch/examples' weights_init: conv N(0, 0.02), batch-norm scale N(1, 0.02).
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
-
-    with torch.no_grad():
-        generator, discriminator = nn.Sequential(*g_layers), nn.Sequential(*d_layers)
-        generator.apply(weights_init)
-        discriminator.apply(weights_init)
-    return generator, discriminator
-
-
-class _TorchRunner:
-    """PyTorch eager (or torch.compile'd modules), the same update as gen_jax's GAN step."""
-
-    def __init__(self, cfg: BenchConfig, real_nhwc: np.ndarray, *, compile_modules: bool):
-        import torch
-
-        self.torch, self.cfg = torch, cfg
-        self.key = "torch_compile" if compile_modules else TORCH_EAGER
-        self.name = "PyTorch, torch.compile" if compile_modules else "PyTorch eager"
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.info: dict[str, Any] = {}
-        torch.manual_seed(cfg.seed)
-        memory_format = torch.channels_last if cfg.torch_channels_last else torch.contiguous_format
-        g, d = build_torch_dcgan(cfg.image_size, cfg.ngf, cfg.ndf, cfg.nz)
-        self.g = g.to(self.device, memory_format=memory_format).train()
-        self.d = d.to(self.device, memory_format=memory_format).train()
-        self.g_opt = torch.optim.Adam(self.g.parameters(), lr=LEARNING_RATE, betas=(BETA1, BETA2))
-        self.d_opt = torch.optim.Adam(self.d.parameters(), lr=LEARNING_RATE, betas=(BETA1, BETA2))
-        self.g_fwd = torch.compile(self.g) if compile_modules else self.g
-        self.d_fwd = torch.compile(self.d) if compile_modules else self.d
-        self.bce = torch.nn.BCEWithLogitsLoss()
-        b = cfg.batch_size
-        # The same fixed on-device batch as the per-step gen_jax row, NHWC -> NCHW.
-        real = torch.from_numpy(real_nhwc).permute(0, 3, 1, 2)
-        self.real = real.to(self.device).contiguous(memory_format=memory_format)
-        self.ones = torch.ones(b, 1, 1, 1, device=self.device)
-        self.zeros = torch.zeros(b, 1, 1, 1, device=self.device)
-
-    def _step(self) -> None:
-        torch, b, nz = self.torch, self.cfg.batch_size, self.cfg.nz
-        # D update on a real batch and a fake one from fresh latents; no_grad = detached.
-        z = torch.randn(b, nz, 1, 1, device=self.device)
-        with torch.no_grad():
-            fake = self.g_fwd(z)
-        self.d_opt.zero_grad(set_to_none=True)
-        d_loss = self.bce(self.d_fwd(self.real), self.ones) + self.bce(self.d_fwd(fake), self.zeros)
-        d_loss.backward()
-        self.d_opt.step()
-        # G update (non-saturating: target 1 on fakes) on fresh latents. D's parameters are
-        # frozen so no D weight gradients are computed, as gen_jax differentiates w.r.t. G only.
-        z = torch.randn(b, nz, 1, 1, device=self.device)
-        self.d.requires_grad_(False)
-        self.g_opt.zero_grad(set_to_none=True)
-        g_loss = self.bce(self.d_fwd(self.g_fwd(z)), self.ones)
-        g_loss.backward()
-        self.g_opt.step()
-        self.d.requires_grad_(True)
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            self.torch.cuda.synchronize(self.device)
-
-    def setup(self, log: Log) -> None:
-        t0 = time.perf_counter()
-        self._step()
-        self._sync()
-        self.info["first_step_s"] = time.perf_counter() - t0
-        log(f"[{self.key}] first step {self.info['first_step_s']:.2f} s")
-        if self.cfg.warmup > 1:
-            self.run(self.cfg.warmup - 1)
-
-    def run(self, num_steps: int) -> tuple[float, int]:
-        self._sync()
-        t0 = time.perf_counter()
-        for _ in range(num_steps):
-            self._step()
-        self._sync()
-        return time.perf_counter() - t0, num_steps
-
-
-def _torch_importable() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _prepare_torch_threads(notes: list[str]) -> dict[str, Any]:
-    """Gives PyTorch's CPU pool the cores XLA:CPU uses; returns the torch device facts."""
-    import torch
-
-    info: dict[str, Any] = {"version": torch.__version__}
-    if torch.cuda.is_available():
-        info["device"] = f"cuda ({torch.cuda.get_device_name(0)})"
-        # Fixed shapes: let cuDNN pick its fastest kernels, as XLA autotunes on compile.
-        torch.backends.cudnn.benchmark = True
-        notes.append("PyTorch on CUDA with torch.backends.cudnn.benchmark = True.")
-    else:
-        info["device"] = "cpu"
-        cores = schedulable_cores()
-        before = torch.get_num_threads()
-        if before != cores:
-            torch.set_num_threads(cores)
-            notes.append(
-                f"torch.set_num_threads({cores}) (was {before}) to match the {cores} cores "
-                "XLA:CPU uses."
-            )
-    info["num_threads"] = torch.get_num_threads()
-    return info
 
 
 # ---------------------------------------------------------------------------------------
@@ -390,25 +278,28 @@ def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]
       "images_per_s", "achieved_flops_per_s", "speedup_vs_torch_eager", "steps_timed",
       "repeat_ms_per_step", ...}], "notes"}.
     """
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    log = log or stderr_log
     cfg = config.resolve()
     notes = [
         "gen_jax states are created with use_ema=False (no EMA of G), as the reference keeps none."
     ]
-    use_torch = cfg.use_torch and _torch_importable()
+    use_torch = cfg.use_torch and torch_reference.torch_importable()
     if cfg.use_torch and not use_torch:
         notes.append("PyTorch rows skipped: `import torch` failed.")
     device = describe_devices()
+    torch_device = None
     if use_torch:
-        device["torch"] = _prepare_torch_threads(notes)
-        if cfg.torch_channels_last:
-            notes.append("PyTorch tensors and modules in torch.channels_last.")
-        notes.append(
-            "PyTorch freezes D's parameters during the G update (no D weight gradients), "
-            "as gen_jax differentiates the G loss w.r.t. G's parameters only."
-        )
+        found = torch_reference.torch_device(notes, match_xla_cores=True)
+        if found is not None:
+            torch_device, device["torch"] = found
+            if cfg.torch_channels_last:
+                notes.append("PyTorch tensors and modules in torch.channels_last.")
+            notes.append(
+                "PyTorch freezes D's parameters during the G update (no D weight gradients), "
+                "as gen_jax differentiates the G loss w.r.t. G's parameters only."
+            )
 
-    channels = _ARCHS[cfg.image_size][0]
+    channels = DCGAN_ARCHS[cfg.image_size][0]
     rng = np.random.default_rng(cfg.seed)
     images = rng.integers(
         0, 256, (cfg.dataset_size, cfg.image_size, cfg.image_size, channels), np.uint8
@@ -421,47 +312,36 @@ def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]
         f"({device['jax']['device_kind']})"
     )
 
-    # Two identical states: each JAX row donates (consumes) its own.
-    create_state = _make_state_fn(cfg, channels)
-    runners: list[Any] = [
-        _JaxStepRunner(cfg, create_state(cfg.seed), batch),
-        _JaxChunkRunner(cfg, create_state(cfg.seed), data),
-    ]
-    if use_torch:
+    runners: list[Any] = _jax_runners(cfg, _make_state_fn(cfg, channels), batch, data)
+    if torch_device is not None:
         real = np.array(batch["real"][0])  # a writable host copy for torch.from_numpy
-        runners.append(_TorchRunner(cfg, real, compile_modules=False))
+        runners.append(_TorchRunner(cfg, real, torch_device, compile_modules=False))
         if cfg.torch_compile:
-            runners.append(_TorchRunner(cfg, real, compile_modules=True))
+            runners.append(_TorchRunner(cfg, real, torch_device, compile_modules=True))
 
-    for runner in runners:
-        runner.setup(log)
+    def logged(runner, rep: int, elapsed: float) -> None:
+        n = runner.steps_timed
+        log(
+            f"[{runner.key}] repeat {rep + 1}/{cfg.repeats}: {1e3 * elapsed / n:.1f} ms/step, "
+            f"{cfg.batch_size * n / elapsed:.1f} images/s ({n} steps)"
+        )
 
     # Interleaved repeats: every implementation sees the same background load on average.
-    per_step: dict[str, list[float]] = {r.key: [] for r in runners}
-    steps_timed: dict[str, int] = {}
-    for rep in range(cfg.repeats):
-        for runner in runners:
-            elapsed, n = runner.run(cfg.steps)
-            per_step[runner.key].append(elapsed / n)
-            steps_timed[runner.key] = n
-            log(
-                f"[{runner.key}] repeat {rep + 1}/{cfg.repeats}: {1e3 * elapsed / n:.1f} ms/step, "
-                f"{cfg.batch_size * n / elapsed:.1f} images/s ({n} steps)"
-            )
-
+    timed = interleave(runners, cfg.repeats, log, on_repeat=logged)
     flops = runners[0].info["flops_per_step"]
     rows = []
     for runner in runners:
-        seconds = statistics.median(per_step[runner.key])
+        per_step = [s / runner.steps_timed for s in timed[runner.key]]
+        step_s = statistics.median(per_step)
         rows.append(
             {
                 "key": runner.key,
                 "name": runner.name,
-                "ms_per_step": 1e3 * seconds,
-                "images_per_s": cfg.batch_size / seconds,
-                "achieved_flops_per_s": flops / seconds,
-                "steps_timed": steps_timed[runner.key],
-                "repeat_ms_per_step": [1e3 * s for s in per_step[runner.key]],
+                "ms_per_step": 1e3 * step_s,
+                "images_per_s": cfg.batch_size / step_s,
+                "achieved_flops_per_s": flops / step_s,
+                "steps_timed": runner.steps_timed,
+                "repeat_ms_per_step": [1e3 * s for s in per_step],
                 **{
                     k: v
                     for k, v in runner.info.items()
@@ -469,11 +349,7 @@ def run_benchmark(config: BenchConfig, log: Log | None = None) -> dict[str, Any]
                 },
             }
         )
-    reference = next((r for r in rows if r["key"] == TORCH_EAGER), None)
-    for row in rows:
-        row["speedup_vs_torch_eager"] = (
-            row["images_per_s"] / reference["images_per_s"] if reference else None
-        )
+    add_ratios(rows, TORCH_EAGER, {"speedup_vs_torch_eager": "images_per_s"})
     return {
         "config": dataclasses.asdict(cfg),
         "device": device,
@@ -513,69 +389,7 @@ def _make_state_fn(cfg: BenchConfig, channels: int):
 
 
 # ---------------------------------------------------------------------------------------
-# Output.
-
-
-def format_markdown(result: dict[str, Any]) -> str:
-    """The comparison table with its device, size and FLOP context."""
-    cfg, dev = result["config"], result["device"]
-    size, channels = cfg["image_size"], _ARCHS[cfg["image_size"]][0]
-    flops = result["flops_per_step"]
-    header = ("implementation", "ms/step", "repeats min-max", "images/s", "vs PyTorch eager",
-              "achieved GFLOP/s")  # fmt: skip
-    lines = [
-        f"## DCGAN train step, {size}x{size}x{channels}, batch {cfg['batch_size']}",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|---|" + "---:|" * (len(header) - 1),
-    ]
-    for row in result["rows"]:
-        ratio = row["speedup_vs_torch_eager"]
-        repeats = row["repeat_ms_per_step"]
-        cells = (
-            row["name"],
-            f"{row['ms_per_step']:.1f}",
-            f"{min(repeats):.1f}-{max(repeats):.1f}",
-            f"{row['images_per_s']:.1f}",
-            "n/a" if ratio is None else f"{ratio:.2f}x",
-            f"{row['achieved_flops_per_s'] / 1e9:.1f}",
-        )
-        lines.append("| " + " | ".join(cells) + " |")
-
-    jd, cpu = dev["jax"], dev["cpu"]
-    facts = [
-        f"JAX {jd['version']}: platform `{jd['platform']}`, device_kind `{jd['device_kind']}` "
-        + f"({jd['device_count']} device(s))",
-    ]
-    if "torch" in dev:
-        td = dev["torch"]
-        facts.append(f"PyTorch {td['version']} on {td['device']}, {td['num_threads']} CPU threads")
-    facts += [
-        f"CPU: {cpu['model']}, {cpu['schedulable_cores']} schedulable cores "
-        + f"(os.cpu_count() = {cpu['os_cpu_count']})",
-        f"networks: ngf={cfg['ngf']}, ndf={cfg['ndf']}, nz={cfg['nz']}; one D update (real + "
-        + "detached fake) and one G update (non-saturating) per step, Adam(2e-4, 0.5, 0.999)",
-        f"model FLOPs per step: {flops / 1e9:.2f} GFLOP (XLA cost analysis of the single "
-        + f"step compiled for the {result.get('flops_platform', 'cpu')} backend (XLA:GPU's "
-        + "analysis leaves out cuDNN's convolutions), 2 per multiply-add, counting only "
-        + "kernel taps inside the image, not on the zero padding; the same count for every "
-        + "row)",
-        f"timing: median of {cfg['repeats']} repeats of ~{cfg['steps']} steps, repeats "
-        + f"interleaved across rows, after {cfg['warmup']} untimed warmup step(s); "
-        + "ratio = images/s over PyTorch eager's",
-    ]
-    untimed = [
-        f"{r['key']} compile {r['compile_s']:.1f} s" for r in result["rows"] if "compile_s" in r
-    ]
-    untimed += [
-        f"{r['key']} first step {r['first_step_s']:.2f} s"
-        for r in result["rows"]
-        if "first_step_s" in r
-    ]
-    facts.append(f"untimed: {', '.join(untimed)}")
-    facts += result["notes"]
-    lines += [""] + [f"- {fact}" for fact in facts]
-    return "\n".join(lines) + "\n"
+# Command line.
 
 
 def _parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace]:
@@ -583,7 +397,7 @@ def _parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace
         prog="python -m benchmarks.step_speed",
         description="DCGAN train-step throughput: gen_jax (jit step, scan chunk) vs PyTorch.",
     )
-    p.add_argument("--image_size", type=int, default=64, choices=sorted(_ARCHS))
+    p.add_argument("--image_size", type=int, default=64, choices=sorted(DCGAN_ARCHS))
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument(
         "--steps",
@@ -636,13 +450,7 @@ def _parse_args(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace
     )
     p.add_argument("--out", default=None, help="write all numbers as JSON here")
     p.add_argument("--markdown", default=None, help="write the markdown table here")
-    args = p.parse_args(argv)
-    fields = {f.name for f in dataclasses.fields(BenchConfig)}
-    cfg = BenchConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    try:
-        cfg.validate()
-    except ValueError as e:
-        p.error(str(e))
+    cfg, args = parse_config(p, BenchConfig, argv)
     check_out_paths(p, out=args.out, markdown=args.markdown)
     return cfg, args
 
@@ -654,8 +462,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table = format_markdown(result)
     print(table)
     write_text(args.markdown, table)
-    if args.out:
-        write_text(args.out, json.dumps(result, indent=2, allow_nan=True) + "\n")
+    write_text(args.out, to_json(result))
     return result
 
 

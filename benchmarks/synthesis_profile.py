@@ -50,11 +50,12 @@ import shutil
 from collections.abc import Iterable, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import synthesis_speed as speed
-from benchmarks.report import check_out_paths, write_text
+from benchmarks.machine import describe_devices
+from benchmarks.report import check_out_paths, table, write_text
+from benchmarks.synthesis_speed import BenchConfig, jax_runners, network_and_loss
+from benchmarks.synthesis_work import MIN_SIZE, jax_targets, load_images
 
 # The optimised HLO is dumped only when XLA compiles: a program found in JAX's persistent
 # compilation cache (JAX_COMPILATION_CACHE_DIR, as the test script sets) would leave none.
@@ -178,23 +179,20 @@ def profile(size: int, iterations: int, log=print) -> dict:
     """Profiles `iterations` L-BFGS iterations of the benchmark's style transfer at `size`."""
     if _DUMP_DIR is None:
         raise RuntimeError("import benchmarks.synthesis_profile before JAX to name operations")
-    cfg = speed.BenchConfig(sizes=(size,), iterations=(iterations,), use_torch=False).resolve()
-    content, style, _ = speed.load_images(size, cfg.seed)
-    module, params, network = speed.build_network(cfg, np.stack([content, style]))
-    loss, _ = speed._make_losses(cfg, module, params, None, cfg.torch_channels_last)
-    targets, grams = speed._targets(module, params, loss, None, content, style, cfg.precision)
+    cfg = BenchConfig(sizes=(size,), iterations=(iterations,), use_torch=False).resolve()
+    content, style, _ = load_images(size, cfg.seed)
+    loss, params, network = network_and_loss(cfg, np.stack([content, style]))
+    targets, grams = jax_targets(loss, params, content, style, cfg.precision)
     # The benchmark's own runner: the same `optimize_image` call and evaluation count.
-    runner = speed._JaxRunner(
-        cfg, loss, jnp.asarray(content), params, targets, grams, iterations, cfg.conv_algorithms[0]
-    )
+    (runner,) = jax_runners(cfg, loss, content, (params, targets, grams), iterations)
     log(f"[profile] {size} px, {iterations} iterations: compiling")
-    runner._optimize()
+    runner.optimize()
     wall = runner.run()
     evaluations = runner.info["evaluations"]
     trace_dir = tempfile.mkdtemp(prefix="gen_jax_trace_")
     try:
         jax.profiler.start_trace(trace_dir)
-        runner._optimize()
+        runner.optimize()
         jax.profiler.stop_trace()
         by_module = _profiled_durations(trace_dir)
     finally:
@@ -219,23 +217,21 @@ def profile(size: int, iterations: int, log=print) -> dict:
         "ms_per_evaluation": per_eval,
         "prepare_ms": prepare_ms,
         "network": network,
-        "device": speed.describe_devices(),
+        "device": describe_devices(),
     }
 
 
 def format_markdown(result: dict) -> str:
+    """The table of kinds, then the run's facts."""
     per_eval = result["ms_per_evaluation"]
     total = sum(per_eval.values())
+    cells = [(k, f"{per_eval[k]:.1f}", f"{100 * per_eval[k] / total:.0f} %") for k in KINDS]
+    cells.append(("all operations", f"{total:.1f}", ""))
+    header = ("kind", "ms per evaluation", "share of the operations' time")
     lines = [
         f"## Style-transfer evaluation at {result['size']} px by kind of operation",
         "",
-        "| kind | ms per evaluation | share of the operations' time |",
-        "|---|---:|---:|",
-    ]
-    for kind in KINDS:
-        lines.append(f"| {kind} | {per_eval[kind]:.1f} | {100 * per_eval[kind] / total:.0f} % |")
-    lines += [
-        f"| all operations | {total:.1f} | |",
+        *table(header, cells, "lrr"),
         "",
         (
             f"- wall time per loss-and-gradient evaluation, unprofiled: "
@@ -254,15 +250,13 @@ def format_markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument(
-        "--size", type=int, default=256, help=f"image side in pixels (>= {speed.MIN_SIZE})"
-    )
+    p.add_argument("--size", type=int, default=256, help=f"image side in pixels (>= {MIN_SIZE})")
     p.add_argument("--iterations", type=int, default=5, help="L-BFGS iterations profiled")
     p.add_argument("--out", help="also write the markdown table here")
     try:
         args = p.parse_args(argv)
-        if args.size < speed.MIN_SIZE:
-            p.error(f"--size: expected >= {speed.MIN_SIZE}, found {args.size}")
+        if args.size < MIN_SIZE:
+            p.error(f"--size: expected >= {MIN_SIZE}, found {args.size}")
         if args.iterations < 1:
             p.error(f"--iterations: expected >= 1, found {args.iterations}")
         check_out_paths(p, out=args.out)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 
+from benchmarks.runner import median_seconds
 from gen_jax.models.features import get_feature_net
 
 
@@ -30,14 +29,7 @@ def main(argv=None) -> float:
     def loss(x, params):
         return jnp.sum(module.apply({"params": params}, x, outputs=("relu5_1",))["relu5_1"] ** 2)
 
-    grad = jax.jit(jax.grad(loss))
-    grad(x, params).block_until_ready()
-    times = []
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        grad(x, params).block_until_ready()
-        times.append(time.perf_counter() - t)
-    median = statistics.median(times)
+    median = median_seconds(jax.jit(jax.grad(loss)), x, params, repeats=args.repeats)
     print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}: {median:.3f} s per forward+backward")
     return median
 

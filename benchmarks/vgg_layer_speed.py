@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
-import time
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -31,7 +29,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from benchmarks.report import check_out_paths, write_text
+from benchmarks.report import check_out_paths, table, write_text
+from benchmarks.runner import median_seconds
 from gen_jax.losses.perceptual import gram_matrix
 from gen_jax.models.features.vgg import pool_2x2
 from gen_jax.nn.xla_cpu import (
@@ -40,6 +39,7 @@ from gen_jax.nn.xla_cpu import (
     winograd_kernels,
     winograd_plan,
 )
+
 # The backend's private product-order rule, reported beside the two orders it chooses
 # between (tests/test_imports.py names this benchmark as the one allowed to).
 from gen_jax.nn.xla_cpu._winograd import _kernel_first
@@ -90,14 +90,7 @@ _STEPS = 3
 def _seconds_per_scan_step(run: Callable, args: tuple, repeats: int) -> float:
     """Median seconds of ``jit(run)(*args)`` over `repeats` calls after a compiling one,
     divided by the `_STEPS` scan steps it runs."""
-    run = jax.jit(run)
-    run(*args).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run(*args).block_until_ready()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) / _STEPS
+    return median_seconds(jax.jit(run), *args, repeats=repeats) / _STEPS
 
 
 def measure(size: int, repeats: int) -> dict:
@@ -246,69 +239,95 @@ def _einsum_gram(f: jax.Array) -> jax.Array:
 
 
 def format_markdown(result: dict) -> str:
+    """The four tables (convolutions, pools, Grams, Winograd product orders) in ms."""
     size = result["size"]
-    lines = [
-        f"## VGG19 layers at {size} px: forward + input gradient, ms per scan step",
-        "",
-        (
-            "| layer | map | channels | count | direct | Winograd F(2x2,3x3) "
-            "| Winograd F(4x4,3x3) | auto picks | auto vs direct |"
-        ),
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
-    ]
-    totals = {"direct": 0.0, "auto": 0.0}
+    conv_cells, totals = [], {"direct": 0.0, "auto": 0.0}
     for r in result["convs"]:
         picked = r[r["auto"]]
         totals["direct"] += r["count"] * r["direct"]
         totals["auto"] += r["count"] * picked
-        lines.append(
-            f"| {r['layer']} | {r['side']}x{r['side']} | {r['c_in']}->{r['c_out']} | "
-            f"{r['count']} | {r['direct'] * 1e3:.1f} | {r['winograd2'] * 1e3:.1f} | "
-            f"{r['winograd4'] * 1e3:.1f} | {r['auto']} | {r['direct'] / picked:.2f}x |"
+        conv_cells.append(
+            (
+                r["layer"],
+                f"{r['side']}x{r['side']}",
+                f"{r['c_in']}->{r['c_out']}",
+                f"{r['count']}",
+                f"{r['direct'] * 1e3:.1f}",
+                f"{r['winograd2'] * 1e3:.1f}",
+                f"{r['winograd4'] * 1e3:.1f}",
+                r["auto"],
+                f"{r['direct'] / picked:.2f}x",
+            )
         )
-    lines += [
+    conv_cells.append(
         (
-            f"| all, weighted by count | | | | {totals['direct'] * 1e3:.1f} | | | auto: "
-            f"{totals['auto'] * 1e3:.1f} | {totals['direct'] / totals['auto']:.2f}x |"
-        ),
-        "",
-        "| 2x2 max pool of | flax `max_pool` ms | `pool_2x2` ms | speed-up |",
-        "|---|---:|---:|---:|",
-    ]
-    for p in result["pools"]:
-        lines.append(
-            f"| {p['side']}x{p['side']}x{p['channels']} | {p['flax max_pool'] * 1e3:.1f} | "
-            f"{p['pool_2x2'] * 1e3:.1f} | {p['flax max_pool'] / p['pool_2x2']:.1f}x |"
+            "all, weighted by count",
+            *[""] * 3,
+            f"{totals['direct'] * 1e3:.1f}",
+            "",
+            "",
+            f"auto: {totals['auto'] * 1e3:.1f}",
+            f"{totals['direct'] / totals['auto']:.2f}x",
         )
-    lines += [
-        "",
-        "| Gram of | autodiff of the einsum, ms | `gram_matrix` ms | speed-up |",
-        "|---|---:|---:|---:|",
-    ]
-    for g in result["grams"]:
-        lines.append(
-            f"| {g['layer']} {g['side']}x{g['side']}x{g['channels']} | {g['einsum'] * 1e3:.1f} "
-            f"| {g['gram_matrix'] * 1e3:.1f} | {g['einsum'] / g['gram_matrix']:.1f}x |"
-        )
-    lines += [
-        "",
+    )
+    conv_header = ("layer", "map", "channels", "count", "direct", "Winograd F(2x2,3x3)",
+                   "Winograd F(4x4,3x3)", "auto picks", "auto vs direct")  # fmt: skip
+    pool_cells = [
         (
-            "| Winograd layer | products: batch x [tiles, C] x [C, K] | products, data first "
-            "ms | products, kernel first ms | layer, data first ms | layer, kernel first ms "
-            "| picked | layer: picked vs other |"
-        ),
-        "|---|---|---:|---:|---:|---:|---|---:|",
+            f"{p['side']}x{p['side']}x{p['channels']}",
+            f"{p['flax max_pool'] * 1e3:.1f}",
+            f"{p['pool_2x2'] * 1e3:.1f}",
+            f"{p['flax max_pool'] / p['pool_2x2']:.1f}x",
+        )
+        for p in result["pools"]
     ]
+    gram_cells = [
+        (
+            f"{g['layer']} {g['side']}x{g['side']}x{g['channels']}",
+            f"{g['einsum'] * 1e3:.1f}",
+            f"{g['gram_matrix'] * 1e3:.1f}",
+            f"{g['einsum'] / g['gram_matrix']:.1f}x",
+        )
+        for g in result["grams"]
+    ]
+    product_cells = []
     for p in result["products"]:
         other = "data first" if p["picked"] == "kernel first" else "kernel first"
-        lines.append(
-            f"| {p['layer']} | {p['positions']} x [{p['tiles']}, {p['c_in']}] x "
-            f"[{p['c_in']}, {p['c_out']}] | {p['data first'] * 1e3:.2f} | "
-            f"{p['kernel first'] * 1e3:.2f} | {p['layer data first'] * 1e3:.2f} | "
-            f"{p['layer kernel first'] * 1e3:.2f} | {p['picked']} | "
-            f"{p['layer ' + other] / p['layer ' + p['picked']]:.2f}x |"
+        product_cells.append(
+            (
+                p["layer"],
+                f"{p['positions']} x [{p['tiles']}, {p['c_in']}] x [{p['c_in']}, {p['c_out']}]",
+                f"{p['data first'] * 1e3:.2f}",
+                f"{p['kernel first'] * 1e3:.2f}",
+                f"{p['layer data first'] * 1e3:.2f}",
+                f"{p['layer kernel first'] * 1e3:.2f}",
+                p["picked"],
+                f"{p['layer ' + other] / p['layer ' + p['picked']]:.2f}x",
+            )
         )
-    lines += [
+    product_header = ("Winograd layer", "products: batch x [tiles, C] x [C, K]",
+                      "products, data first ms", "products, kernel first ms",
+                      "layer, data first ms", "layer, kernel first ms", "picked",
+                      "layer: picked vs other")  # fmt: skip
+    device = jax.devices()[0]
+    lines = [
+        f"## VGG19 layers at {size} px: forward + input gradient, ms per scan step",
+        "",
+        *table(conv_header, conv_cells, "lrrrrrrlr"),
+        "",
+        *table(
+            ("2x2 max pool of", "flax `max_pool` ms", "`pool_2x2` ms", "speed-up"),
+            pool_cells,
+            "lrrr",
+        ),
+        "",
+        *table(
+            ("Gram of", "autodiff of the einsum, ms", "`gram_matrix` ms", "speed-up"),
+            gram_cells,
+            "lrrr",
+        ),
+        "",
+        *table(product_header, product_cells, "llrrrrlr"),
         "",
         "- products: one batched product per scan step, the kernel passed as an argument",
         (
@@ -317,9 +336,9 @@ def format_markdown(result: dict) -> str:
             "comes out channels-major, and reaching NHWC is a transpose fused into the "
             "consumers"
         ),
+        "",
+        f"- device: {device.platform} ({device.device_kind}), JAX {jax.__version__}",
     ]
-    device = jax.devices()[0]
-    lines += ["", f"- device: {device.platform} ({device.device_kind}), JAX {jax.__version__}"]
     return "\n".join(lines) + "\n"
 
 

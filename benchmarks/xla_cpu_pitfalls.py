@@ -10,21 +10,22 @@
 3. The input and kernel gradients of one 3x3 stride-1 convolution (1x128x128x64 -> 64),
    at top level and inside a 3-step `lax.scan`, with JAX's own transpose rule
    (`lax.conv_general_dilated`) and with `gen_jax.nn.xla_cpu.conv_general_dilated`.
+
+Each time is the median of `REPEATS` calls after a compiling one (`benchmarks.runner`).
 """
 
 from __future__ import annotations
-
-import time
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
+from benchmarks.runner import median_seconds
 from gen_jax import losses
 from gen_jax.models.dcgan import DCGANDiscriminator28, DCGANGenerator28
-from gen_jax.nn.xla_cpu import conv_general_dilated
 from gen_jax.nn.conv_transpose import PhaseConvTranspose
+from gen_jax.nn.xla_cpu import conv_general_dilated
 from gen_jax.train import (
     PlayerSpec,
     create_gan_state,
@@ -34,16 +35,7 @@ from gen_jax.train import (
     normal_latent,
 )
 
-
-def _seconds(fn, *args, repeats: int = 3) -> float:
-    """Median wall time of `fn(*args)` after one compiling call."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+REPEATS = 3
 
 
 def conv_transpose_kernel_grad() -> dict[str, float]:
@@ -55,7 +47,7 @@ def conv_transpose_kernel_grad() -> dict[str, float]:
     ]:
         params = layer.init(jax.random.PRNGKey(1), x)
         grad = jax.jit(jax.grad(lambda p, x, layer=layer: jnp.sum(layer.apply(p, x) ** 2)))
-        out[name] = _seconds(grad, params, x)
+        out[name] = median_seconds(grad, params, x, repeats=REPEATS)
     return out
 
 
@@ -76,12 +68,13 @@ def scan_unrolling(k: int = 4) -> dict[str, float]:
         )
     )
     real = jnp.zeros((1, b, 28, 28, 1))
-    out = {"single step per dispatch": _seconds(jax.jit(train_step), state, {"real": real})}
+    single = median_seconds(jax.jit(train_step), state, {"real": real}, repeats=REPEATS)
+    out = {"single step per dispatch": single}
     for name, unroll in [("scan, rolled", 1), ("scan, unrolled", True)]:
         chunk = make_train_chunk(train_step, lambda d, key, step: {"real": d}, k, unroll=unroll)
         # A fresh copy per call: the chunk donates its state argument.
         run = lambda s, d, chunk=chunk: chunk(jax.tree.map(jnp.copy, s), d)
-        out[name] = _seconds(run, state, real) / k
+        out[name] = median_seconds(run, state, real, repeats=REPEATS) / k
     return out
 
 
@@ -98,7 +91,8 @@ def conv_gradients_in_loops(size: int = 128, channels: int = 64) -> dict[str, fl
 
         for wrt, argnum in [("input", 0), ("kernel", 1)]:
             grad = jax.grad(loss, argnums=argnum)
-            out[f"{wrt} gradient, {impl}, top level"] = _seconds(jax.jit(grad), x, w)
+            top = median_seconds(jax.jit(grad), x, w, repeats=REPEATS)
+            out[f"{wrt} gradient, {impl}, top level"] = top
 
             def descend(x, w, grad=grad, argnum=argnum):
                 def body(p, _):
@@ -107,7 +101,8 @@ def conv_gradients_in_loops(size: int = 128, channels: int = 64) -> dict[str, fl
 
                 return jax.lax.scan(body, (x, w), None, length=3)[0]
 
-            out[f"{wrt} gradient, {impl}, in a scan"] = _seconds(jax.jit(descend), x, w) / 3
+            in_scan = median_seconds(jax.jit(descend), x, w, repeats=REPEATS) / 3
+            out[f"{wrt} gradient, {impl}, in a scan"] = in_scan
     return out
 
 

@@ -32,3 +32,14 @@ def test_the_environment_line_names_what_was_set_or_that_nothing_was():
     )
     line = format_environment({})
     assert line.startswith("environment: no THP setting found; none of XLA_FLAGS")
+
+
+def test_the_device_lines_name_versions_devices_and_cores():
+    info = machine.describe_devices()
+    assert machine.format_jax(info["jax"]).startswith(f"JAX {info['jax']['version']}: platform `")
+    assert (
+        machine.format_cpu({"model": "Some CPU", "schedulable_cores": 2, "os_cpu_count": 8})
+        == "CPU: Some CPU, 2 schedulable cores (os.cpu_count() = 8)"
+    )
+    torch_facts = {"version": "2.9.0", "device": "cpu", "num_threads": 2}
+    assert machine.format_torch(torch_facts) == "PyTorch 2.9.0 on cpu, 2 CPU threads"

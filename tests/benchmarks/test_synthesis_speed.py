@@ -7,17 +7,12 @@ No timing assertions: the numbers only have to exist and be positive and finite.
 import json
 import math
 import pathlib
-import sys
+import types
 
 import numpy as np
 import pytest
 
-# `benchmarks` is a top-level folder of the repository, not part of the installed package.
-_REPO_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
-from benchmarks import report, synthesis_check, synthesis_speed
+from benchmarks import report, synthesis_check, synthesis_speed, synthesis_work, torch_reference
 
 try:
     import torch
@@ -168,3 +163,70 @@ def test_each_finished_size_is_saved_before_the_next(tmp_path, monkeypatch):
     assert "PARTIAL" not in saved[1] and out.read_text() == saved[1]
     assert [row["size"] for row in result["rows"]] == [16, 32]
     assert not any("PARTIAL" in note for note in result["notes"])
+
+
+class _StandInLoss:
+    """In place of `torch_reference.TorchStyleLoss`: images stay numpy, targets recorded."""
+
+    device = types.SimpleNamespace(type="cpu")
+
+    def __init__(self, jax_loss, params, **kwargs):
+        self.jax_loss, self.kwargs, self.targets = jax_loss, kwargs, []
+
+    def image(self, hwc):
+        return np.asarray(hwc)
+
+    def set_target_images(self, content, style, highest=True):
+        self.targets.append((content.shape, highest))
+
+
+def test_the_reference_rows_and_checks_with_a_stand_in_for_torch(monkeypatch, tmp_path):
+    """The PyTorch side's plumbing where torch is missing: its runner is timed beside
+    gen_jax's, its row is the ratios' reference, and every algorithm gets its check."""
+    facts = {"version": "0.0-stand-in", "device": "cpu", "num_threads": 1}
+    made, optimized = [], []
+
+    def stand_in_loss(jax_loss, params, **kwargs):
+        made.append(_StandInLoss(jax_loss, params, **kwargs))
+        return made[-1]
+
+    def optimize_style(loss, x0, *, optimizer, steps, highest, **kwargs):
+        optimized.append((x0.shape, optimizer, steps, highest, kwargs))
+        return {"iterations": steps, "evaluations": steps + 1, "loss_start": 2.0, "loss_end": 1.0}
+
+    def references(jax_loss, params, torch_loss, size, seed):
+        # gen_jax's own evaluation as both references: every check passes exactly.
+        content, style, image = synthesis_check.check_image(size, seed)
+        targets = synthesis_work.jax_targets(jax_loss, params, content, style, "highest")
+        value, grad = synthesis_check.jax_loss_and_grad(jax_loss, image, params, *targets)
+        return {"torch": (value, np.float64(grad)), "float64": (value, np.float64(grad))}
+
+    monkeypatch.setattr(torch_reference, "torch_importable", lambda: True)
+    monkeypatch.setattr(torch_reference, "torch_device", lambda notes, **kw: ("cpu", facts))
+    monkeypatch.setattr(torch_reference, "style_loss_like", stand_in_loss)
+    monkeypatch.setattr(torch_reference, "optimize_style", optimize_style)
+    monkeypatch.setattr(synthesis_speed, "check_references", references)
+    out = tmp_path / "synthesis.md"
+    argv = ["--sizes", "16", "--iterations", "1", "--repeats", "2", "--check_size", "16"]
+    result = synthesis_speed.main(argv + ["--conv-algorithm", "direct,auto", "--out", str(out)])
+
+    keys = [row["key"] for row in result["rows"]]
+    assert keys == ["gen_jax[direct]", "gen_jax[auto]", "torch_eager"]
+    (loss,) = made
+    assert loss.kwargs == {"device": "cpu", "channels_last": True}
+    assert loss.targets == [((16, 16, 3), True)]
+    # Two warm-up iterations at most (here the one asked for), then one run per repeat.
+    assert [o[2] for o in optimized] == [1, 1, 1] and optimized[0][1] == "lbfgs"
+    assert optimized[0][4] == {"history_size": 10, "max_linesearch_steps": 25,
+                               "learning_rate": 0.02}  # fmt: skip
+    torch_row = result["rows"][-1]
+    assert torch_row["speedup_iterations"] == 1.0 and torch_row["evaluations"] == 2
+    assert len(torch_row["repeat_seconds"]) == 2 and "first_call_s" in torch_row
+    assert all(_positive_finite(r["speedup_evaluations"]) for r in result["rows"])
+    assert [c["conv_algorithm"] for c in result["checks"]] == ["direct", "auto"]
+    assert all(c["passed"] for c in result["checks"])
+    table = out.read_text()
+    assert "Equal-work check (passed)" in table and "| loss (conv auto) |" in table
+    assert "- PyTorch 0.0-stand-in on cpu, 1 CPU threads (its default)" in table
+    assert "16 px PyTorch warm-up" in table
+    assert json.loads(pathlib.Path(report.json_path(str(out))).read_text())["checks"]
