@@ -250,3 +250,32 @@ def test_cycle_checker_sees_cycles_and_submodule_imports():
     modules = _backend_modules()
     source = "from gen_jax.nn.xla_cpu import conv_general_dilated, _tuning"
     assert _backend_internals_imported(source, "x", False, modules) == {f"{BACKEND}._tuning"}
+
+
+# --- The benchmarks' PyTorch reference: one module imports torch. ----------------------------
+
+TORCH_REFERENCE = "benchmarks.torch_reference"
+
+
+def test_only_the_torch_reference_imports_torch():
+    """Every PyTorch reference lives in one module, which imports torch inside its functions
+    (so the benchmarks import, and run their gen_jax rows, without torch)."""
+    importers = {
+        module: source
+        for module, is_pkg, source in _sources(ROOT / "benchmarks")
+        if any(_within(n, ("torch",)) for n in imported_modules(source, module, is_pkg))
+    }
+    others = sorted(set(importers) - {TORCH_REFERENCE})
+    assert not others, f"only {TORCH_REFERENCE} may import torch; so do: {others}"
+    assert TORCH_REFERENCE in importers, f"{TORCH_REFERENCE} no longer imports torch"
+    top_level = [
+        ast.unparse(node)
+        for node in ast.parse(importers[TORCH_REFERENCE]).body
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        and any(
+            _within(name, ("torch",))
+            for name in ([a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            + ([node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+        )
+    ]
+    assert not top_level, f"{TORCH_REFERENCE} imports torch at module level: {top_level}"
