@@ -469,4 +469,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    from gen_jax.config import main_guard
+
+    main_guard(main, sys.argv[1:])

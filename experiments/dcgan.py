@@ -73,6 +73,7 @@ class Config:
     sample_every: int = 2_000 if _ON_GPU else 300
     checkpoint_every: int = 2_000 if _ON_GPU else 300
     limit_examples: int = 0  # Use only the first N training images (0: all).
+    tensorboard: bool = False  # also write TensorBoard events to WORKDIR/tensorboard
     # End-of-run metrics: this many EMA samples against as many test images (10,000 at
     # most, the whole test set); 0 skips them.
     eval_samples: int = 10_000
@@ -238,4 +239,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    config_lib.main_guard(main, sys.argv[1:])

@@ -184,4 +184,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    config_lib.main_guard(main, sys.argv[1:])

@@ -80,6 +80,7 @@ class Config:
     sample_every: int = 2_500
     checkpoint_every: int = 2_500
     eval_samples: int = 2_500
+    tensorboard: bool = False  # also write TensorBoard events to WORKDIR/tensorboard
     seed: int = 0
     # Several seeds: one run each in WORKDIR/<mixture>_seed<N>, and the table over them.
     seeds: tuple[int, ...] = ()
@@ -87,6 +88,11 @@ class Config:
     # Runs saved before r1_gamma existed trained without the penalty: a config.json without
     # the field means 0, not today's default (gen_jax.config.prepare_workdir).
     LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"r1_gamma": 0.0}
+    SCHEDULE_ADVICE: ClassVar[str] = ", or --lr_schedule constant"
+
+    def schedule_spans_steps(self) -> bool:
+        """The cosine decay runs to 0 over exactly `steps`: a run cannot be extended."""
+        return self.lr_schedule == "cosine"
 
 
 def get_config() -> Config:
@@ -275,4 +281,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    config_lib.main_guard(main, sys.argv[1:])

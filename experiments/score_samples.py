@@ -23,18 +23,40 @@ docs/metrics_calibration.md for what values of each metric mean.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
 import sys
+import tokenize
 import zipfile
+import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import jax
 import numpy as np
 
-from gen_jax.config import write_json_atomic
+from gen_jax.config import main_guard, write_json_atomic
 from gen_jax.metrics.evaluate import REFERENCE_DATASETS, score_images
+
+# What reading a damaged .npy/.npz raises inside numpy and zipfile: bad headers (ValueError,
+# OSError, BadZipFile, UnicodeDecodeError in a member name; TypeError and TokenError from
+# the parse of a mangled .npy header dict), a bad CRC or a cut or damaged deflate stream,
+# found only when an array is read (BadZipFile, EOFError, zlib.error), and from flipped
+# zip flag bits "encrypted" (RuntimeError) or unknown methods (NotImplementedError).
+_DAMAGED = (
+    OSError,
+    ValueError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    RuntimeError,
+    NotImplementedError,
+    OverflowError,
+    TypeError,
+    tokenize.TokenError,
+)
 
 
 def load_samples(path: str, key: str | None = None) -> tuple[np.ndarray, str]:
@@ -49,14 +71,14 @@ def load_samples(path: str, key: str | None = None) -> tuple[np.ndarray, str]:
 
     Raises:
       FileNotFoundError: `path` does not exist.
-      ValueError: the file is not a NumPy file, or `key` is missing or ambiguous.
+      ValueError: the file is not a NumPy file, is damaged (a bad CRC, a cut or corrupt
+        array, a header declaring more than fits in memory), holds pickled objects, or
+        `key` is missing or ambiguous. The message names `path`.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--samples {path}: no such file")
-    try:
+    with _reading(path, "expected an .npz or .npy file, found"):
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise ValueError(f"--samples {path}: expected an .npz or .npy file, found: {e}") from e
     if isinstance(loaded, np.ndarray):
         if key is not None:
             raise ValueError(f"--key {key!r}: {path} is an .npy file holding a single array")
@@ -72,12 +94,31 @@ def load_samples(path: str, key: str | None = None) -> tuple[np.ndarray, str]:
                 raise ValueError(f"--samples {path}: holds arrays {names}; choose one with --key")
         if key not in names:
             raise ValueError(f"--key {key!r}: expected one of the arrays in {path}: {names}")
-        return npz[key], key
+        # The array is read (and its CRC checked) only here: NpzFile is lazy.
+        with _reading(path, f"array {key!r} is damaged"):
+            array = npz[key]
+    if not isinstance(array, np.ndarray):  # a zip member that is not an .npy file
+        raise ValueError(f"--samples {path}: {key!r} is not a NumPy array (.npy) member")
+    return array, key
+
+
+@contextlib.contextmanager
+def _reading(path: str, what: str) -> Iterator[None]:
+    """Turns what numpy and zipfile raise on a damaged file into a ValueError naming it."""
+    try:
+        yield
+    except MemoryError as e:  # numpy allocates an array's declared shape before reading it
+        raise ValueError(
+            f"--samples {path}: an array header declares more than fits in memory (a damaged "
+            f"file?): {e}"
+        ) from e
+    except _DAMAGED as e:
+        raise ValueError(f"--samples {path}: {what}: {e}") from e
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--samples", required=True, help=".npz (or .npy) file of samples")
     parser.add_argument("--key", default=None, help="array name in the .npz (default: images)")
@@ -137,4 +178,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    main_guard(main, sys.argv[1:])

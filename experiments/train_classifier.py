@@ -81,7 +81,12 @@ class Config:
     checkpoint_every: int = 1_000
     limit_examples: int = 0  # train on the first N examples only (0: all)
     limit_eval: int = 0  # evaluate on the first N examples only (0: all)
+    tensorboard: bool = False  # also write TensorBoard events to WORKDIR/tensorboard
     seed: int = 0
+
+    def schedule_spans_steps(self) -> bool:
+        """The warmed-up cosine learning rate spans exactly `steps`."""
+        return True
 
 
 def get_config() -> Config:
@@ -305,4 +310,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    config_lib.main_guard(main, sys.argv[1:])

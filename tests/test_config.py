@@ -2,11 +2,19 @@
 
 import dataclasses
 import json
+import re
 from typing import ClassVar
 
 import pytest
 
-from gen_jax.config import RESUMABLE_FIELDS, parse_args, prepare_workdir
+from gen_jax.config import (
+    OPTION_RANGES,
+    RESUMABLE_FIELDS,
+    USER_ERRORS,
+    main_guard,
+    parse_args,
+    prepare_workdir,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,3 +228,138 @@ def test_write_json_atomic_writes_strict_json_with_null_for_non_finite(tmp_path)
     assert "Infinity" not in text and "NaN" not in text
     assert json.loads(text) == {"kl": None, "rows": [1.0, None], "ok": 2.5}
     assert not (tmp_path / "results.json.tmp").exists()
+
+
+def test_damaged_config_json_is_refused_naming_it(tmp_path):
+    # Found by fuzzing: a config.json that is not JSON raised a JSONDecodeError without the
+    # path, and one holding a list or a number an AttributeError.
+    for saved in (b"{not json", b"[1, 2]", b"3", b"\xff\xfe"):
+        (tmp_path / "config.json").write_bytes(saved)
+        with pytest.raises(ValueError, match=re.escape(str(tmp_path / "config.json"))):
+            prepare_workdir(str(tmp_path), Config())
+        assert (tmp_path / "config.json").read_bytes() == saved
+
+
+# --- Ranges of the shared numeric options ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--steps", "-5"], "argument --steps: expected a value >= 1, got -5"),
+        (["--chunk_steps", "0"], "argument --chunk_steps: expected a value >= 1, got 0"),
+        (["--lr", "nan"], "argument --lr: expected finite numbers, got nan"),
+        (["--scales", "0.5,inf"], "argument --scales: expected finite numbers, got (0.5, inf)"),
+    ],
+)
+def test_out_of_range_values_exit_2_naming_option_and_range(argv, expected, capsys):
+    with pytest.raises(SystemExit) as e:
+        _parse(*argv)
+    assert e.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+@dataclasses.dataclass(frozen=True)
+class _AutoStepsConfig:
+    steps: int = 0  # 0: chosen by the experiment (like train_classifier's)
+    batch_size: int = 8
+    pieces: int = 2
+    OPTION_RANGES: ClassVar[dict] = {"pieces": (1, 4)}
+
+
+def _parse_auto(*argv):
+    return parse_args(_AutoStepsConfig, _AutoStepsConfig, ["--workdir", "o", *argv])[0]
+
+
+def test_an_experiments_own_default_is_accepted_outside_the_range(capsys):
+    assert _parse_auto("--steps", "0").steps == 0
+    assert _parse_auto("--steps", "7").steps == 7
+    with pytest.raises(SystemExit):
+        _parse_auto("--steps", "-1")
+    assert "expected a value >= 1 (or 0, this experiment's default), got -1" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        _parse_auto("--batch_size", "0")
+
+
+def test_a_config_class_may_add_ranges(capsys):
+    assert _parse_auto("--pieces", "4").pieces == 4
+    with pytest.raises(SystemExit):
+        _parse_auto("--pieces", "5")
+    assert "argument --pieces: expected a value in [1, 4], got 5" in capsys.readouterr().err
+    assert OPTION_RANGES["chunk_steps"] == (1, None)
+
+
+def test_negative_values_in_any_notation_are_values():
+    # Found by fuzzing: argparse (before Python 3.13) took "-1e-3" and "-0.5,1" for option
+    # names and answered "expected one argument".
+    config = _parse("--lr", "-1e-3", "--scales", "-0.5,1", "--seed", "-2", "--seeds", "-1,-2")
+    assert config[0].lr == -1e-3 and config[0].scales == (-0.5, 1.0)
+    assert config[0].seed == -2 and config[0].seeds == (-1, -2)
+
+
+def test_help_keeps_the_descriptions_line_breaks(capsys):
+    description = (
+        "Trains a thing.\n\n    python -m x --workdir a\n    python -m x --workdir b --smoke\n"
+    )
+    with pytest.raises(SystemExit) as e:
+        parse_args(get_config, get_smoke_config, ["--help"], description)
+    assert e.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "    python -m x --workdir a" in lines
+    assert "    python -m x --workdir b --smoke" in lines
+    assert any("--debug" in line for line in lines)
+
+
+# --- main_guard ---------------------------------------------------------------------------------
+
+
+def _failing(error):
+    def main(argv):
+        main.argv = argv
+        raise error
+
+    return main
+
+
+def test_main_guard_prints_a_user_error_as_one_line_and_exits_2(capsys, monkeypatch):
+    monkeypatch.delenv("GEN_JAX_DEBUG", raising=False)
+    for error in (
+        ValueError("--image x.png: not a readable image file"),
+        FileNotFoundError("no such file: x"),
+        NotADirectoryError("--workdir f exists and is not a directory"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            main_guard(_failing(error), ["--smoke"])
+        assert e.value.code == 2
+        assert capsys.readouterr().err == f"error: {error}\n"
+
+
+def test_main_guard_shows_the_traceback_when_asked(monkeypatch):
+    monkeypatch.delenv("GEN_JAX_DEBUG", raising=False)
+    main = _failing(ValueError("bad"))
+    with pytest.raises(ValueError, match="bad"):
+        main_guard(main, ["--smoke", "--debug"])
+    assert main.argv == ["--smoke"]  # --debug is main_guard's, not the experiment's
+    monkeypatch.setenv("GEN_JAX_DEBUG", "1")
+    with pytest.raises(ValueError, match="bad"):
+        main_guard(main, [])
+    monkeypatch.setenv("GEN_JAX_DEBUG", "0")
+    with pytest.raises(SystemExit):
+        main_guard(main, [])
+
+
+@pytest.mark.parametrize("bug", [TypeError("x"), KeyError("x"), AttributeError("x")])
+def test_main_guard_never_hides_bugs(bug, monkeypatch):
+    monkeypatch.delenv("GEN_JAX_DEBUG", raising=False)
+    with pytest.raises(type(bug)):
+        main_guard(_failing(bug), [])
+    assert not isinstance(bug, USER_ERRORS)
+
+
+def test_main_guard_returns_what_main_returns_and_passes_exits_through():
+    assert main_guard(lambda argv: {"argv": argv}, ["--a", "1"]) == {"argv": ["--a", "1"]}
+    with pytest.raises(SystemExit) as e:
+        main_guard(_failing(SystemExit(3)), [])
+    assert e.value.code == 3

@@ -1,12 +1,15 @@
 """Fashion-MNIST (Xiao, Rasul & Vollgraf 2017, arXiv:1708.07747) from local IDX files.
 
-Where the files are looked for, in order:
+Where the files are looked for:
 
-  1. `data_dir`, when given; then nowhere else (an explicit directory that lacks the files
-     is an error, or the download target when `download=True`);
-  2. the directory in the environment variable GEN_JAX_FASHION_MNIST_DIR;
-  3. /usr/share/datasets/fashion-mnist (Debian/Ubuntu package dataset-fashion-mnist);
-  4. ~/.cache/gen_jax/fashion-mnist, where downloads go.
+  1. `data_dir`, when given;
+  2. else the directory in the environment variable GEN_JAX_FASHION_MNIST_DIR, when set;
+  3. else /usr/share/datasets/fashion-mnist (Debian/Ubuntu package dataset-fashion-mnist),
+     then ~/.cache/gen_jax/fashion-mnist, where downloads go.
+
+An explicit source (1 or 2) is the only place looked, and the download target when
+`download=True`: a folder that is missing, or lacks a file, is an error rather than a
+silent fallback to another copy (which could mix one split from here with one from there).
 
 Each file may be gzip-compressed (`<name>.gz`) or raw (`<name>`). Checksums are SHA-256 of
 the *decompressed* bytes: Debian re-compresses the .gz files, so their gzip bytes differ
@@ -45,6 +48,8 @@ ENV_VAR = "GEN_JAX_FASHION_MNIST_DIR"
 _SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 _BASE_URL = "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"
 _DOWNLOAD_TIMEOUT_S = 60.0
+# The loader is called from Python and through experiments' command lines: name both.
+_DOWNLOAD_HINT = "pass download=True (--download true on an experiment's command line)"
 
 _SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -89,10 +94,11 @@ def load_fashion_mnist(
     Args:
       split: "train" (60000 examples) or "test" (10000).
       data_dir: a directory holding the files. When given it is the only place looked,
-        and where `download` writes; when None, see the search order in the module
-        docstring.
-      download: fetch missing files from the Zalando repository into `data_dir`, or into
-        ~/.cache/gen_jax/fashion-mnist when `data_dir` is None.
+        and where `download` writes; when None, the environment variable
+        GEN_JAX_FASHION_MNIST_DIR plays that part, and without it see the search order in
+        the module docstring.
+      download: fetch missing files from the Zalando repository into the explicit
+        directory, or into ~/.cache/gen_jax/fashion-mnist when there is none.
       verify_checksum: also check the SHA-256 of files that were found locally.
 
     Returns:
@@ -102,7 +108,9 @@ def load_fashion_mnist(
     Raises:
       ValueError: `split` is not "train" or "test".
       FileNotFoundError: the files are in none of the places looked and `download` is
-        False; the message lists the places.
+        False (an explicit directory is the only place looked); the message lists the
+        places and what each lacks.
+      NotADirectoryError: the explicit directory is a file.
       IDXFormatError: a file is corrupt, has the wrong shape or count, or fails its
         checksum; the message names the file.
       ConnectionError: a download failed (no partial file is left behind).
@@ -111,7 +119,10 @@ def load_fashion_mnist(
         raise ValueError(f"split: expected one of {sorted(_SPLIT_FILES)}, found {split!r}")
     names = _SPLIT_FILES[split]
 
-    candidates = [Path(data_dir).expanduser()] if data_dir is not None else _search_dirs()
+    explicit, what = _explicit_dir(data_dir)
+    if explicit is not None and explicit.exists() and not explicit.is_dir():
+        raise NotADirectoryError(f"Fashion-MNIST {what} {explicit} is not a directory")
+    candidates = [explicit] if explicit is not None else _search_dirs()
     looked = []
     for directory in candidates:
         paths = [_find_file(directory, name) for name in names]
@@ -121,13 +132,23 @@ def load_fashion_mnist(
 
     if not download:
         where = "\n  ".join(looked)
+        if explicit is not None:
+            hint = (
+                f"{what} is the only place looked: put the files there, or {_DOWNLOAD_HINT} "
+                "to fetch them into it."
+            )
+            if what == ENV_VAR:
+                hint += f" Unset {ENV_VAR} to search the default places."
+        else:
+            hint = (
+                f"To fetch them, {_DOWNLOAD_HINT}; or set {ENV_VAR} to a folder holding "
+                "them, or install the Debian package dataset-fashion-mnist."
+            )
         raise FileNotFoundError(
             f"Fashion-MNIST {split!r} files {list(names)} (each as .gz or raw) not found; "
-            f"looked in:\n  {where}\n"
-            f"Pass download=True, set {ENV_VAR}, or install the Debian package "
-            f"dataset-fashion-mnist."
+            f"looked in:\n  {where}\n{hint}"
         )
-    target = Path(data_dir).expanduser() if data_dir is not None else _cache_dir()
+    target = explicit if explicit is not None else _cache_dir()
     target.mkdir(parents=True, exist_ok=True)
     paths = [_find_file(target, name) or _download(name, target) for name in names]
     # Downloaded files were checksummed in _download; files already in `target` are
@@ -140,13 +161,26 @@ def _cache_dir() -> Path:
     return Path.home() / ".cache" / "gen_jax" / "fashion-mnist"
 
 
-def _search_dirs() -> list[Path]:
-    """Directories searched when no data_dir is given, in priority order."""
-    dirs = []
+def _explicit_dir(data_dir: str | os.PathLike[str] | None) -> tuple[Path | None, str]:
+    """The directory the caller named (`data_dir`, else $ENV_VAR), and what to call it."""
+    if data_dir is not None:
+        return _expand(data_dir), "data_dir (--data_dir)"
     if os.environ.get(ENV_VAR):
-        dirs.append(Path(os.environ[ENV_VAR]).expanduser())
-    dirs += [_SYSTEM_DIR, _cache_dir()]
-    return dirs
+        return _expand(os.environ[ENV_VAR]), ENV_VAR
+    return None, ""
+
+
+def _expand(directory: str | os.PathLike[str]) -> Path:
+    """`~` expanded; as given when it names no known user (then it is simply not found)."""
+    try:
+        return Path(directory).expanduser()
+    except RuntimeError:
+        return Path(directory)
+
+
+def _search_dirs() -> list[Path]:
+    """Directories searched when no directory is named, in priority order."""
+    return [_SYSTEM_DIR, _cache_dir()]
 
 
 def _find_file(directory: Path, name: str) -> Path | None:

@@ -56,8 +56,9 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
     Raises:
       FileNotFoundError: `path` does not exist.
-      IDXFormatError: corrupt gzip, bad magic number, truncated header or payload, or
-        bytes after the payload. The message names `path`.
+      IDXFormatError: corrupt gzip, bad magic number, truncated header or payload, bytes
+        after the payload, or a shape numpy cannot hold. The message names `path`.
+      OSError: `path` cannot be read (a directory, no permission); the message names it.
     """
     return parse_idx(read_idx_payload(path), path)
 
@@ -147,6 +148,13 @@ def parse_idx(data: bytes, source: str | os.PathLike[str] = "<bytes>") -> np.nda
         raise IDXFormatError(
             f"{source}: trailing bytes after the IDX payload: expected {expected} bytes "
             f"for shape {dims} of {dtype.name}, found {found} ({found - expected} extra)"
+        )
+    # An empty array may still declare huge other dimensions; numpy refuses a shape whose
+    # non-zero sizes multiply past its index range, even with no element.
+    if math.prod(d for d in dims if d) * dtype.itemsize > np.iinfo(np.intp).max:
+        raise IDXFormatError(
+            f"{source}: IDX shape {dims} of {dtype.name} is too large for a numpy array "
+            f"(its non-zero dimensions alone exceed {np.iinfo(np.intp).max} bytes)"
         )
     array = np.frombuffer(data, dtype=dtype, count=math.prod(dims), offset=header_size)
     # astype copies, which also makes the result writable (frombuffer over bytes is not).

@@ -15,6 +15,7 @@ Grey images are repeated into three channels; an alpha channel is dropped.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -147,16 +148,46 @@ def resize_max_side(image: np.ndarray, max_side: int) -> np.ndarray:
     return resize(image, max(1, round(h * scale)), max(1, round(w * scale)))
 
 
+# What Pillow's decoders raise on a damaged or hostile file besides OSError (its
+# UnidentifiedImageError and "truncated" errors): SyntaxError ("broken PNG file"),
+# ValueError and struct.error from bad headers, TypeError and IndexError from bad TIFF
+# tags, EOFError, ZeroDivisionError, DecompressionBombError for a declared size past
+# Image.MAX_IMAGE_PIXELS. Only the Pillow calls are inside the `try`.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    EOFError,
+    ZeroDivisionError,
+    OverflowError,
+    struct.error,
+    Image.DecompressionBombError,
+)
+
+
+def _read_file(path: Path) -> np.ndarray:
+    """Decodes an image file (the first frame) into an array, or raises ValueError naming it."""
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB") if img.mode not in ("L", "RGB", "RGBA", "I;16") else img
+            return np.asarray(img)
+    except MemoryError as e:  # A declared size under Pillow's limit but past this machine's.
+        raise ValueError(f"{path}: the image is too large to decode here ({e})") from e
+    except _DECODE_ERRORS as e:
+        raise ValueError(f"{path}: not a readable image file ({type(e).__name__}: {e})") from e
+
+
 def _read(spec: str) -> tuple[np.ndarray, str]:
     """Reads `spec` (see `load_image`) into an array; returns it and a name for errors."""
-    path = Path(spec).expanduser()
+    try:
+        path = Path(spec).expanduser()
+    except RuntimeError:  # "~user" of no such user: not a file, then
+        path = Path(spec)
     if path.is_file():
-        try:
-            with Image.open(path) as img:
-                img = img.convert("RGB") if img.mode not in ("L", "RGB", "RGBA", "I;16") else img
-                return np.asarray(img), str(path)
-        except OSError as e:  # PIL.UnidentifiedImageError is an OSError
-            raise ValueError(f"{path}: not a readable image file ({e})") from e
+        return _read_file(path), str(path)
     if spec == "starry_night":
         spec = "opencv:starry_night.jpg"
     if spec.startswith("opencv:"):
@@ -189,7 +220,9 @@ def load_image(spec: str | os.PathLike[str], max_side: int | None = None) -> np.
     Raises:
       FileNotFoundError: no such file or name (the message lists the built-in names, or
         says how to fetch the OpenCV samples).
-      ValueError: the file is not an image, or has an unsupported layout.
+      ValueError: the file is not an image, is damaged (whatever its bytes), declares more
+        pixels than Pillow's `Image.MAX_IMAGE_PIXELS` limit, or has an unsupported
+        layout; the message names the file.
     """
     array, name = _read(os.fspath(spec))
     image = to_rgb_float(array, name)

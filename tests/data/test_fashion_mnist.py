@@ -113,32 +113,90 @@ def test_data_dir_without_files_is_not_searched_past(tmp_path, monkeypatch):
     assert "t10k-images-idx3-ubyte" in str(info.value)
 
 
-def test_not_found_lists_every_place_looked(tmp_path, monkeypatch):
-    monkeypatch.setenv(fm.ENV_VAR, str(tmp_path / "env"))
+def test_not_found_lists_every_place_looked(tmp_path):
     # Only the labels in the cache: a half-present split does not count as found.
     _, labels_path = _write_split(tmp_path / "home/.cache/gen_jax/fashion-mnist", "test")
     labels_path.with_name("t10k-images-idx3-ubyte.gz").unlink()
     with pytest.raises(FileNotFoundError) as info:
         load_fashion_mnist("test")
     message = str(info.value)
-    for where in ["env", "system", "home/.cache/gen_jax/fashion-mnist"]:
+    for where in ["system", "home/.cache/gen_jax/fashion-mnist"]:
         assert str(tmp_path / where) in message
     assert "missing t10k-images-idx3-ubyte)" in message
-    assert "download=True" in message
+    # Both ways of asking for a download: from Python and on an experiment's command line.
+    assert "download=True (--download true on an experiment's command line)" in message
+
+
+@pytest.mark.usefixtures("tiny_counts")
+def test_env_dir_that_is_missing_is_an_error_not_a_fallback(tmp_path, monkeypatch):
+    _write_split(tmp_path / "system", "test", label=2)  # a good copy it must not fall back to
+    monkeypatch.setenv(fm.ENV_VAR, str(tmp_path / "typo"))
+    with pytest.raises(FileNotFoundError) as info:
+        load_fashion_mnist("test")
+    message = str(info.value)
+    assert f"{tmp_path / 'typo'} (no such directory)" in message
+    assert str(tmp_path / "system") not in message
+    assert f"{fm.ENV_VAR} is the only place looked" in message
+    assert "--download true" in message
+
+
+@pytest.mark.usefixtures("tiny_counts")
+def test_env_dir_lacking_a_file_does_not_mix_sources(tmp_path, monkeypatch):
+    # The env dir holds the test split and half of the train split; Debian's copy holds both.
+    # Train must not come from Debian while test comes from the env dir.
+    env = tmp_path / "env"
+    _write_split(env, "test", label=1)
+    images_path, _ = _write_split(env, "train", label=1)
+    images_path.unlink()
+    _write_split(tmp_path / "system", "train", label=2)
+    monkeypatch.setenv(fm.ENV_VAR, str(env))
+    assert load_fashion_mnist("test")[1][0] == 1
+    with pytest.raises(FileNotFoundError) as info:
+        load_fashion_mnist("train")
+    assert f"{env} (missing train-images-idx3-ubyte)" in str(info.value)
+    assert str(tmp_path / "system") not in str(info.value)
+
+
+def test_env_dir_is_the_download_target(tmp_path, tiny_remote, monkeypatch):
+    env = tmp_path / "env"
+    monkeypatch.setenv(fm.ENV_VAR, str(env))
+    _, labels = load_fashion_mnist("test", download=True)
+    np.testing.assert_array_equal(labels, [5, 5])
+    assert sorted(p.name for p in env.iterdir()) == [
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ]
+    assert not (tmp_path / "home/.cache/gen_jax/fashion-mnist").exists()
+
+
+def test_missing_data_dir_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        load_fashion_mnist("test", data_dir=tmp_path / "nowhere")
+    assert f"{tmp_path / 'nowhere'} (no such directory)" in str(info.value)
+    assert "data_dir (--data_dir) is the only place looked" in str(info.value)
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_data_dir_that_is_a_file_is_refused(tmp_path, download):
+    path = tmp_path / "file"
+    path.write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match=re.escape(str(path))):
+        load_fashion_mnist("test", data_dir=path, download=download)
+    assert path.read_text() == "not a folder"
 
 
 @pytest.mark.usefixtures("tiny_counts")
 def test_search_order(tmp_path, monkeypatch):
     env, system = tmp_path / "env", tmp_path / "system"
     cache = tmp_path / "home/.cache/gen_jax/fashion-mnist"
-    monkeypatch.setenv(fm.ENV_VAR, str(env))
     _write_split(cache, "test", label=3)
     assert load_fashion_mnist("test")[1][0] == 3
     _write_split(system, "test", label=2, gz=False)
     assert load_fashion_mnist("test")[1][0] == 2
     _write_split(env, "test", label=1)
+    monkeypatch.setenv(fm.ENV_VAR, str(env))
     assert load_fashion_mnist("test")[1][0] == 1
-    _write_split(tmp_path / "explicit", "test", label=4)
+    _write_split(tmp_path / "explicit", "test", label=4)  # data_dir wins over the env var
     assert load_fashion_mnist("test", data_dir=tmp_path / "explicit")[1][0] == 4
 
 

@@ -2,6 +2,7 @@
 
 import gzip
 import re
+import struct
 
 import numpy as np
 import pytest
@@ -137,3 +138,31 @@ def test_write_rejects_unsupported_dtypes(tmp_path, array):
 def test_write_rejects_scalars(tmp_path):
     with pytest.raises(ValueError, match="expected 1 to 255 dimensions, found 0"):
         write_idx(tmp_path / "x", np.uint8(3))
+
+
+def test_empty_shape_that_numpy_cannot_hold_is_refused(tmp_path):
+    # Found by fuzzing: no values, so no payload is "missing", but the other sizes multiply
+    # past numpy's index range and np.reshape raised a bare ValueError without the path.
+    path = tmp_path / "empty_huge"
+    dims = (0, 38467, 177023, 1354477244)
+    path.write_bytes(bytes([0, 0, 0x08, 4]) + struct.pack(">4I", *dims))
+    with pytest.raises(IDXFormatError, match=_named(path)) as info:
+        read_idx(path)
+    assert "too large for a numpy array" in str(info.value)
+    # One that numpy can hold still reads (as an empty array).
+    path.write_bytes(bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 0, 2**31, 2**31))
+    assert read_idx(path).shape == (0, 2**31, 2**31)
+
+
+def test_huge_declared_size_is_refused_before_allocating(tmp_path):
+    # 255 dimensions of 2**32 - 1: checked against the bytes present, nothing allocated.
+    path = tmp_path / "huge.gz"
+    path.write_bytes(gzip.compress(bytes([0, 0, 0x0E, 255]) + b"\xff" * (4 * 255) + b"\x00" * 8))
+    with pytest.raises(IDXFormatError, match=_named(path)) as info:
+        read_idx(path)
+    assert "truncated IDX payload" in str(info.value) and "found 8" in str(info.value)
+
+
+def test_directory_is_an_os_error_naming_it(tmp_path):
+    with pytest.raises(IsADirectoryError, match=_named(tmp_path)):
+        read_idx(tmp_path)

@@ -1,5 +1,9 @@
 """Image loading: files, skimage.data names, the opencv-doc lookup, resizing, clear errors."""
 
+import re
+import struct
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -85,3 +89,50 @@ def test_side_by_side():
     assert kept.shape == (2 + 20 + 2, 2 + 10 + 2 + 6 + 2, 3)
     assert kept[2:12, 2:12].max() == 0.0 and kept[12:22, 2:12].min() == 1.0
     np.testing.assert_array_equal(kept[2:22, 14:20], 0.5)
+
+
+# --- Damaged files: ValueError naming the file, whatever Pillow raised (found by fuzzing). ---
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png(width, height, idat_chunks, between=b""):
+    ihdr = _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    idats = between.join(_chunk(b"IDAT", d) for d in idat_chunks)
+    return b"\x89PNG\r\n\x1a\n" + ihdr + idats + _chunk(b"IEND", b"")
+
+
+_ROWS = zlib.compress(b"".join(b"\x00" + bytes(range(60)) for _ in range(20)))
+
+
+@pytest.mark.parametrize(
+    "name, data, pillow_raised",
+    [
+        # A bad chunk between two IDAT chunks: Pillow raises SyntaxError("broken PNG file").
+        (
+            "broken.png",
+            _png(20, 20, [_ROWS[:20], _ROWS[20:]], b"\x00\x00\x00\x04\x01\x02\x03\x04abcd"),
+            "SyntaxError",
+        ),
+        # A cut IHDR chunk: a bare ValueError("Truncated IHDR chunk").
+        ("cut.png", b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 5) + b"IHDR" + bytes(9), "ValueError"),
+        # 60000 x 60000 declared: Image.DecompressionBombError, an Exception of its own.
+        ("huge.png", _png(60000, 60000, [_ROWS]), "DecompressionBombError"),
+        # A PPM header with an endless number: a bare ValueError("Token too long ...").
+        ("token.ppm", b"P6\n" + b"9" * 100 + b" 2\n255\n", "ValueError"),
+    ],
+)
+def test_damaged_files_raise_value_error_naming_them(tmp_path, name, data, pillow_raised):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=re.escape(str(path))) as info:
+        load_image(str(path))
+    assert f"not a readable image file ({pillow_raised}" in str(info.value)
+
+
+def test_tilde_of_no_such_user_is_not_found():
+    # Path.expanduser raises RuntimeError for "~nosuchuser" (found by fuzzing "~0").
+    with pytest.raises(FileNotFoundError, match="~nosuchuser_gen_jax"):
+        load_image("~nosuchuser_gen_jax/x.png")

@@ -22,7 +22,7 @@ from recorded import assert_matches_recorded
 
 from experiments import dcgan, gan_mixture
 from gen_jax.checkpoint import Checkpointer
-from gen_jax.config import config_to_dict
+from gen_jax.config import _finite_or_none, config_to_dict, parse_args
 from gen_jax.data import load_fashion_mnist
 
 
@@ -45,21 +45,27 @@ def _assert_png(path: Path):
         assert image.format == "PNG" and min(image.size) > 8, path
 
 
-def _run_resume_refuse(module, workdir: Path, *, more_steps, pictures, changed, recorded):
+def _run_resume_refuse(
+    module, workdir: Path, *, more_steps, pictures, changed, recorded=None, options=()
+):
     smoke = module.get_smoke_config()
-    argv = ["--workdir", str(workdir), "--smoke"]
+    argv = ["--workdir", str(workdir), "--smoke", *options]
 
     # 1. The smoke run, with the numbers recorded before the training engine.
     results = module.main(argv)
-    assert_matches_recorded(recorded, workdir, results)
+    if recorded:
+        assert_matches_recorded(recorded, workdir, results)
     assert results["steps"] == results["steps_this_session"] == smoke.steps
     for name in ("config.json", "metrics.jsonl", "results.json"):
         assert (workdir / name).is_file(), f"missing {name}"
     for name in ("curves.png", *pictures):
         _assert_png(workdir / name)
     assert sorted((workdir / "samples").glob("*.png")), "no sample grids under samples/"
-    assert json.loads((workdir / "config.json").read_text()) == config_to_dict(smoke)
-    assert json.loads((workdir / "results.json").read_text()) == json.loads(json.dumps(results))
+    expected, _ = parse_args(module.get_config, module.get_smoke_config, argv)
+    assert json.loads((workdir / "config.json").read_text()) == config_to_dict(expected)
+    # Strict JSON: an infinite reverse KL (no high-quality sample yet) is written as null.
+    saved = json.loads((workdir / "results.json").read_text())
+    assert saved == json.loads(json.dumps(_finite_or_none(results)))
     rows = _metric_rows(workdir)
     assert [r["step"] for r in rows] == list(
         range(smoke.chunk_steps, smoke.steps + 1, smoke.chunk_steps)
@@ -94,7 +100,8 @@ def test_gan_mixture_smoke_resume_and_refusal(tmp_path):
         more_steps=25,
         pictures=("scatter.png",),
         changed=("g_hidden", "8"),
-        recorded="gan_mixture_ring",
+        # Constant: a cosine schedule spans --steps, so that run may not be extended.
+        options=("--lr_schedule", "constant"),
     )
     assert results["num_modes"] == 8 and 0 <= results["modes"] <= 8
     assert 0.0 <= results["high_quality"] <= 1.0
@@ -102,6 +109,15 @@ def test_gan_mixture_smoke_resume_and_refusal(tmp_path):
     assert samples.shape == (gan_mixture.get_smoke_config().eval_samples, 2)
     # The raw generator is scored on the same latents beside the EMA one.
     assert 0 <= results["raw_modes"] <= 8 and 0.0 <= results["raw_high_quality"] <= 1.0
+
+
+def test_gan_mixture_default_gives_the_recorded_numbers_and_is_not_extended(tmp_path):
+    argv = ["--workdir", str(tmp_path), "--smoke"]
+    assert_matches_recorded("gan_mixture_ring", tmp_path, gan_mixture.main(argv))
+    before = _snapshot(tmp_path)
+    with pytest.raises(ValueError, match=r"schedule spans exactly those steps.*--lr_schedule"):
+        gan_mixture.main(argv + ["--steps", "40"])
+    assert _snapshot(tmp_path) == before
 
 
 def test_gan_mixture_batch_norm_generator_maxout_discriminator_and_r1(tmp_path):

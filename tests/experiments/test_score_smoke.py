@@ -3,6 +3,7 @@
 import json
 import re
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +98,65 @@ def test_stacked_mnist_samples_get_mode_counts(tmp_path):
     with pytest.raises(SystemExit):  # one-channel samples are not stacked MNIST
         np.savez(samples, images=np.asarray(x)[..., 0])
         score_samples.main([*argv, *FAST])
+
+
+def _bad_crc(path):
+    """An .npz whose array bytes no longer match their CRC (zip stores it; numpy reads lazily)."""
+    np.savez(path, images=np.arange(8 * 28 * 28, dtype=np.uint8).reshape(8, 28, 28))
+    data = bytearray(path.read_bytes())
+    start = data.index(b"\x93NUMPY") + 200  # inside the array's bytes, past its header
+    data[start] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _pickled(path, sentinel):
+    """An .npy of an object array whose pickle would run `touch sentinel` if loaded."""
+
+    class Evil:
+        def __reduce__(self):
+            import os
+
+            return os.system, (f"touch {sentinel}",)
+
+    np.save(path, np.array([Evil()], dtype=object), allow_pickle=True)
+
+
+def test_damaged_sample_files_name_the_path(tmp_path, capsys):
+    # Found by fuzzing and by a new user: a bad CRC (zipfile.BadZipFile raised lazily at
+    # npz[key]) gave a raw traceback without the path; so did a damaged deflate stream
+    # (zlib.error), a header declaring 2**40 floats (MemoryError) and a zip member that is
+    # not an .npy (NpzFile returned its raw bytes).
+    crc = tmp_path / "crc.npz"
+    _bad_crc(crc)
+    deflated = tmp_path / "deflated.npz"
+    np.savez_compressed(deflated, images=np.arange(8 * 28 * 28, dtype=np.uint8).reshape(8, 28, 28))
+    data = bytearray(deflated.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    deflated.write_bytes(bytes(data))
+    huge = tmp_path / "huge.npy"
+    with open(huge, "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": "<f8", "fortran_order": False, "shape": (2**40,)}
+        )
+    member = tmp_path / "member.npz"
+    with zipfile.ZipFile(member, "w") as z:
+        z.writestr("images", b"not an npy")
+    sentinel = tmp_path / "sentinel"
+    pickled = tmp_path / "pickled.npy"
+    _pickled(pickled, sentinel)
+    for path, what in [
+        (crc, "Bad CRC-32"),
+        (deflated, "damaged"),
+        (huge, "declares more than fits in memory"),
+        (member, "is not a NumPy array"),
+        (pickled, "allow_pickle"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(f"--samples {path}")) as info:
+            score_samples.load_samples(str(path))
+        assert what in str(info.value), (path, str(info.value))
+        with pytest.raises(SystemExit) as exit_info:
+            score_samples.main(["--samples", str(path), "--dataset", "mnist"])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert str(path) in err and "Traceback" not in err
+    assert not sentinel.exists()

@@ -53,10 +53,13 @@ def test_mnist_smoke_run_export_and_resume(tmp_path):
     logits = module.apply(variables, np.zeros((2, 28, 28, 1), np.float32))
     assert logits.shape == (2, 10)
 
-    # A rerun with more steps resumes from the checkpoint.
-    more = train_classifier.run(dataclasses.replace(smoke, steps=6), str(workdir))
-    assert more["steps"] == 6 and more["steps_this_session"] == 2
-    assert [r["step"] for r in _rows(workdir / "metrics.jsonl")] == [2, 4, 6]
+    # A rerun of the finished run does no more steps; a longer one is refused: the cosine
+    # learning rate spans exactly `steps`.
+    again = train_classifier.run(smoke, str(workdir))
+    assert again["steps"] == 4 and again["steps_this_session"] == 0
+    with pytest.raises(ValueError, match="schedule spans exactly those steps"):
+        train_classifier.run(dataclasses.replace(smoke, steps=6), str(workdir))
+    assert [r["step"] for r in _rows(workdir / "metrics.jsonl")] == [2, 4]
 
 
 def test_fashion_mnist_smoke_through_the_command_line(tmp_path):

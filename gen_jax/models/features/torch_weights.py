@@ -20,9 +20,16 @@ copied out in native byte order, so views (transposes, slices) come back as plai
 Safety: the unpickler resolves only the names a tensor checkpoint needs (the rebuild
 helpers, storage and dtype names, `collections.OrderedDict`); any other global (a class,
 `os.system`, ...) raises `TorchCheckpointError` before anything is called, so loading a
-file never runs code from it. Checkpoints that pickle other objects (an
-`argparse.Namespace` beside the weights, a whole `nn.Module`) are refused: re-save them
-with `torch.save(model.state_dict(), path)`.
+file never runs code from it. Each load gets its own stand-ins for those names, so a
+pickle's BUILD (attribute setting) can change nothing that outlives the load. Checkpoints
+that pickle other objects (an `argparse.Namespace` beside the weights, a whole
+`nn.Module`) are refused: re-save them with `torch.save(model.state_dict(), path)`.
+
+Damaged files: whatever a file holds, reading it returns the object or raises
+`TorchCheckpointError` naming the file (or `FileNotFoundError`); sizes declared in a file
+are checked against the bytes it has before anything of that size is allocated, and a
+tensor whose overlapping strides (`expand`) would copy out more bytes than both its storage
+and `_MAX_EXPANDED_BYTES` (1 GiB) hold is refused rather than materialised.
 
 Command line: `python -m gen_jax.models.features.torch_weights IN.pth OUT.npz` converts a
 checkpoint's state dict to an `.npz` that `numpy.load` reads directly.
@@ -33,6 +40,7 @@ from __future__ import annotations
 import argparse
 import collections
 import errno
+import functools
 import io
 import math
 import os
@@ -40,7 +48,10 @@ import pickle
 import pickletools
 import struct
 import sys
+import tokenize
+import warnings
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +77,33 @@ STATE_DICT_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
+
+# A tensor may be larger than its storage only through overlapping (e.g. zero) strides; its
+# copy is refused past this size, so a damaged size cannot ask for terabytes.
+_MAX_EXPANDED_BYTES = 1 << 30
+
+# What reading a damaged pickle or archive raises (beyond our own checks): bad opcodes, a
+# short stream, wrong argument counts or types for the rebuild helpers, a missing memo
+# entry, and from zipfile bad headers (OSError, BadZipFile, UnicodeDecodeError in a name),
+# "encrypted" entries from a flipped flag bit (RuntimeError), unknown compression methods
+# (NotImplementedError), damaged deflate streams (zlib.error) and cut ones (EOFError), and
+# from numpy a mangled .npy header in an .npz (ValueError, TypeError, tokenize.TokenError).
+_DAMAGED = (
+    pickle.UnpicklingError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    ValueError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    KeyError,
+    OSError,
+    RuntimeError,
+    NotImplementedError,
+    OverflowError,
+    tokenize.TokenError,
+)
 
 # Legacy typed-storage classes (the storage type in a persistent id) -> element dtype.
 _STORAGE_DTYPES = {
@@ -142,8 +180,19 @@ class _Storage:
         self.raw, self.dtype = raw, dtype
 
 
-class _TensorSubclass:
-    """Stands in for `torch.Tensor` / `torch.nn.Parameter` as the type argument of a rebuild."""
+class _TensorType:
+    """Stands in for `torch.Tensor` / `torch.nn.Parameter` as the type argument of a rebuild.
+
+    An instance without attributes (one per load): a pickle can neither call it nor set
+    anything on it.
+    """
+
+    __slots__ = ()
+
+
+def _fresh(fn) -> Any:
+    """A new callable object for `fn`, so that a pickle's BUILD on it changes only this copy."""
+    return functools.partial(fn)
 
 
 def _find_file(path: str | os.PathLike[str]) -> Path:
@@ -174,15 +223,19 @@ class _Unpickler(pickle.Unpickler):
         super().__init__(file)
         self._file = file
         self._source, self._storage_loader, self._big_endian = source, storage_loader, big_endian
+        self._tensor_type = _TensorType()
+        # Everything here is either an immutable builtin type (OrderedDict, tuple) or made
+        # for this load alone: BUILD can set attributes on objects it finds here, and that
+        # must not reach the module's own functions and classes.
         self._allowed = {
             ("collections", "OrderedDict"): collections.OrderedDict,
-            ("torch._utils", "_rebuild_tensor_v2"): self._rebuild_tensor_v2,
-            ("torch._utils", "_rebuild_tensor_v3"): self._rebuild_tensor_v3,
-            ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-            ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-            ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
-            ("torch", "Tensor"): _TensorSubclass,
-            ("torch.nn.parameter", "Parameter"): _TensorSubclass,
+            ("torch._utils", "_rebuild_tensor_v2"): _fresh(self._rebuild_tensor_v2),
+            ("torch._utils", "_rebuild_tensor_v3"): _fresh(self._rebuild_tensor_v3),
+            ("torch._utils", "_rebuild_parameter"): _fresh(_rebuild_parameter),
+            ("torch._utils", "_rebuild_parameter_with_state"): _fresh(_rebuild_parameter),
+            ("torch._tensor", "_rebuild_from_type_v2"): _fresh(self._rebuild_from_type_v2),
+            ("torch", "Tensor"): self._tensor_type,
+            ("torch.nn.parameter", "Parameter"): self._tensor_type,
             ("torch", "Size"): tuple,
             ("torch.storage", "UntypedStorage"): _StorageType(
                 "UntypedStorage", _STORAGE_DTYPES["UntypedStorage"]
@@ -197,9 +250,13 @@ class _Unpickler(pickle.Unpickler):
         # Checked first because the C unpickler trusts them: a damaged memo index makes it
         # allocate a memo table of that size (gigabytes) before failing.
         start = self._file.tell()
-        _check_pickle_ops(self._file, self._source)
-        self._file.seek(start)
-        return super().load()
+        # A damaged protocol-0 string warns ("invalid escape sequence"): with warnings as
+        # errors that would escape as DeprecationWarning instead of a damaged-file error.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            _check_pickle_ops(self._file, self._source)
+            self._file.seek(start)
+            return super().load()
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -233,6 +290,14 @@ class _Unpickler(pickle.Unpickler):
                 f"{self._source}: storage {key} has size {numel!r}; expected an int >= 0"
             )
         return self._storage_loader(storage_type.dtype, key, numel, view_metadata)
+
+    def _rebuild_from_type_v2(self, func, new_type, args, state) -> Any:
+        # Tensor subclasses (Parameter) come back as plain arrays; `state` is their __dict__.
+        if new_type is not self._tensor_type:
+            raise TorchCheckpointError(
+                f"{self._source}: expected a torch.Tensor subclass, found {new_type!r}"
+            )
+        return func(*args)
 
     def _rebuild_tensor_v2(
         self, storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None
@@ -283,6 +348,13 @@ class _Unpickler(pickle.Unpickler):
                 f"{self._source}: a tensor of size {size}, stride {stride} at offset {offset} "
                 f"reaches element {last} of a storage of {n_elements} {dtype} elements"
             )
+        nbytes = math.prod(size) * dtype.itemsize
+        if nbytes > max(storage.raw.size, _MAX_EXPANDED_BYTES):
+            raise TorchCheckpointError(
+                f"{self._source}: a tensor of size {size}, stride {stride} would expand a "
+                f"storage of {storage.raw.size} bytes to {nbytes} bytes; refusing to copy it "
+                f"(more than {_MAX_EXPANDED_BYTES} bytes: a damaged size?)"
+            )
         flat = _swap_view(storage.raw[: n_elements * dtype.itemsize], dtype, self._big_endian)
         view = np.lib.stride_tricks.as_strided(
             flat[offset:],
@@ -319,13 +391,6 @@ def _rebuild_parameter(data, requires_grad, backward_hooks, state=None):
     return data
 
 
-def _rebuild_from_type_v2(func, new_type, args, state):
-    # Tensor subclasses (Parameter) come back as plain arrays; `state` is their __dict__.
-    if new_type is not _TensorSubclass:
-        raise TorchCheckpointError(f"expected a torch.Tensor subclass, found {new_type!r}")
-    return func(*args)
-
-
 def _read_zip(path: Path, archive: zipfile.ZipFile) -> Any:
     names = archive.namelist()
     pickles = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
@@ -358,18 +423,24 @@ def _read_zip(path: Path, archive: zipfile.ZipFile) -> Any:
         if key not in storages:
             record = f"{prefix}data/{key}"
             try:
-                data = archive.read(record)
+                info = archive.getinfo(record)
             except KeyError:
                 raise TorchCheckpointError(
                     f"{path}: the pickle refers to storage {key!r} but the archive has no "
                     f"'{record}'"
                 ) from None
-            if len(data) < numel * dtype.itemsize:
+            nbytes = numel * dtype.itemsize
+            # The declared size first, so a damaged numel allocates nothing; then only the
+            # bytes the storage needs.
+            if info.file_size >= nbytes:
+                with archive.open(info) as f:
+                    data = f.read(nbytes)
+            if info.file_size < nbytes or len(data) < nbytes:
                 raise TorchCheckpointError(
-                    f"{path}: '{record}' holds {len(data)} bytes; expected {numel} x "
-                    f"{dtype.itemsize} = {numel * dtype.itemsize}"
+                    f"{path}: '{record}' holds {info.file_size} bytes; expected {numel} x "
+                    f"{dtype.itemsize} = {nbytes}"
                 )
-            storages[key] = np.frombuffer(data, np.uint8, numel * dtype.itemsize)
+            storages[key] = np.frombuffer(data, np.uint8, nbytes)
         return _Storage(storages[key], dtype)
 
     f = io.BytesIO(archive.read(pickles[0]))
@@ -379,7 +450,7 @@ def _read_zip(path: Path, archive: zipfile.ZipFile) -> Any:
 def _read_legacy(path: Path, f) -> Any:
     def header(what: str, check) -> Any:
         # The headers are plain ints and dicts: the restricted unpickler reads them too.
-        value = _Unpickler(f, str(path), _no_storages).load()
+        value = _Unpickler(f, str(path), _no_storages(path)).load()
         if not check(value):
             raise TorchCheckpointError(
                 f"{path}: not a PyTorch checkpoint: bad legacy {what} {value!r}"
@@ -403,17 +474,21 @@ def _read_legacy(path: Path, f) -> Any:
         return _Storage(None, dtype)
 
     _Unpickler(f, str(path), record).load()
-    keys = _Unpickler(f, str(path), _no_storages).load()
+    keys = _Unpickler(f, str(path), _no_storages(path)).load()
     if not (isinstance(keys, list) and set(map(str, keys)) == set(wanted)):
         raise TorchCheckpointError(
             f"{path}: the legacy storage key list does not match the storages the object uses"
         )
     raw: dict[str, np.ndarray] = {}
+    keys_end = f.tell()
+    size = f.seek(0, io.SEEK_END)
+    f.seek(keys_end)
     for key in keys:
         dtype, numel = wanted[str(key)]
         count = f.read(8)
         nbytes = numel * dtype.itemsize
-        data = f.read(nbytes)
+        # Compared with what is left first: a damaged numel must not become a huge read.
+        data = f.read(nbytes) if nbytes <= size - f.tell() else b""
         if len(count) < 8 or struct.unpack("<q", count)[0] != numel or len(data) < nbytes:
             raise TorchCheckpointError(
                 f"{path}: truncated or inconsistent legacy storage {key!r}: expected {numel} "
@@ -433,8 +508,15 @@ def _read_legacy(path: Path, f) -> Any:
     return _Unpickler(f, str(path), load_storage).load()
 
 
-def _no_storages(dtype, key, numel, view_metadata):
-    raise TorchCheckpointError(f"unexpected storage reference {key!r} in a legacy header")
+def _no_storages(path: Path):
+    """A storage loader for pickles that must hold none (the legacy headers and key list)."""
+
+    def refuse(dtype, key, numel, view_metadata):
+        raise TorchCheckpointError(
+            f"{path}: unexpected storage reference {key!r} in a legacy header or key list"
+        )
+
+    return refuse
 
 
 def load_torch_checkpoint(path: str | os.PathLike[str]) -> Any:
@@ -455,35 +537,24 @@ def load_torch_checkpoint(path: str | os.PathLike[str]) -> Any:
     """
     path = _find_file(path)
     try:
-        if zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            is_legacy = f.read(1) == b"\x80"
+        # A legacy file is a pickle (byte 80 first); only then can it not be a zip whose
+        # end record happens to appear in the storage bytes.
+        if not is_legacy and zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
                 return _read_zip(path, archive)
-        data = path.read_bytes()
-        if data[:1] != b"\x80":
+        if not is_legacy:
             raise TorchCheckpointError(
                 f"{path}: not a PyTorch checkpoint: expected a zip archive written by "
                 "torch.save or a legacy file starting with a binary pickle (byte 80)"
             )
         # From memory: a damaged size field then cannot make a read allocate more than the
         # file holds.
-        return _read_legacy(path, io.BytesIO(data))
+        return _read_legacy(path, io.BytesIO(path.read_bytes()))
     except TorchCheckpointError:
         raise
-    # What a damaged pickle or archive raises: bad opcodes, a short stream, wrong argument
-    # counts or types for the rebuild helpers, a missing memo entry.
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        zipfile.BadZipFile,
-        ValueError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        KeyError,
-        OSError,  # zipfile: bad local headers
-        RuntimeError,  # zipfile: "encrypted" entries (a flipped flag bit)
-        NotImplementedError,  # zipfile: unknown compression methods
-    ) as e:
+    except _DAMAGED as e:
         raise TorchCheckpointError(f"{path}: corrupt PyTorch checkpoint: {e}") from e
 
 
@@ -544,7 +615,9 @@ def load_torch_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]
 
 
 def _is_npz(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
+    with open(path, "rb") as f:
+        starts_like_a_zip = f.read(4) == b"PK\x03\x04"  # as np.savez writes them
+    if not starts_like_a_zip or not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
@@ -566,12 +639,21 @@ def load_weight_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
       TorchCheckpointError: neither format, or corrupt. The message names `path`.
     """
     path = _find_file(path)
-    if not _is_npz(path):
+    try:
+        is_npz = _is_npz(path)
+    except _DAMAGED as e:  # A zip end record, but a damaged directory.
+        raise TorchCheckpointError(f"{path}: corrupt zip archive: {e}") from e
+    if not is_npz:
         return load_torch_state_dict(path)
     try:
+        # Arrays are read (and their CRCs checked) inside: NpzFile reads lazily.
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
+    except MemoryError as e:  # numpy allocates the declared shape before reading
+        raise TorchCheckpointError(
+            f"{path}: an array header declares more than fits in memory (damaged?): {e}"
+        ) from e
+    except _DAMAGED as e:
         raise TorchCheckpointError(f"{path}: corrupt .npz weight file: {e}") from e
 
 

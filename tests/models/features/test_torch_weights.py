@@ -2,6 +2,8 @@
 
 import io
 import pickle
+import re
+import struct
 import sys
 import zipfile
 from pathlib import Path
@@ -266,4 +268,200 @@ def test_damaged_memo_index_is_refused_before_unpickling(tmp_path):
     path = tmp_path / "memo.pth"
     _zip_checkpoint(path, b"\x80\x02K\x01r\xff\xff\xff\x7f.")
     with pytest.raises(TorchCheckpointError, match=r"memo\.pth: corrupt pickle: memo index"):
+        load_torch_checkpoint(path)
+
+
+# --- Hostile and damaged files (issue #20: found or checked by tests/fuzz) ---------------------
+
+_COMMAND = "touch {sentinel}"
+
+
+def _hostile(form: str, module: str, name: str, arg: str) -> bytes:
+    """A pickle that reaches `module.name` by one opcode form and calls it with `arg`."""
+    s = pickle.dumps(arg, protocol=4)[2:-1]  # the string's opcodes, without PROTO/STOP
+    stack_global = pickle.dumps(module, 4)[2:-1] + pickle.dumps(name, 4)[2:-1] + b"\x93"
+    glob = f"c{module}\n{name}\n".encode()
+    return (
+        b"\x80\x04"
+        + {
+            "GLOBAL+REDUCE": glob + b"(" + s + b"tR",
+            "STACK_GLOBAL+REDUCE": stack_global + b"(" + s + b"tR",
+            "INST": b"(" + s + f"i{module}\n{name}\n".encode(),
+            "OBJ": b"(" + glob + s + b"o",
+            "NEWOBJ": glob + b"(" + s + b"t\x81",
+            "NEWOBJ_EX": glob + b"(" + s + b"t}\x92",
+            "BUILD": b"ccollections\nOrderedDict\n)R" + glob + b"b",
+        }[form]
+        + b"."
+    )
+
+
+TARGETS = [
+    ("os", "system", _COMMAND),
+    ("posix", "system", _COMMAND),
+    ("builtins", "eval", "open({sentinel!r}, 'w').close()"),
+    ("builtins", "exec", "open({sentinel!r}, 'w').close()"),
+    ("builtins", "open", "{sentinel}"),  # a call would create the file (mode 'r' fails, but...)
+    ("__builtin__", "eval", "open({sentinel!r}, 'w').close()"),
+    ("subprocess", "getoutput", _COMMAND),
+    ("pathlib", "Path", "{sentinel}"),
+    ("argparse", "Namespace", "{sentinel}"),  # a class outside the allowlist
+    ("gen_jax.models.features.torch_weights", "_fresh", "{sentinel}"),  # our own internals
+]
+
+
+@pytest.mark.parametrize(
+    "form", ["GLOBAL+REDUCE", "STACK_GLOBAL+REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "BUILD"]
+)
+@pytest.mark.parametrize("module, name, arg", TARGETS)
+@pytest.mark.parametrize("legacy", [False, True])
+def test_every_way_to_reach_a_global_is_refused_and_nothing_runs(
+    tmp_path, form, module, name, arg, legacy
+):
+    sentinel = tmp_path / "sentinel"
+    payload = _hostile(form, module, name, arg.format(sentinel=str(sentinel)))
+    path = tmp_path / "evil.pth"
+    if legacy:
+        head = b"".join(pickle.dumps(v, protocol=2) for v in (0x1950A86A20F9469CFC6C, 1001, {}))
+        path.write_bytes(head + payload)
+    else:
+        _zip_checkpoint(path, payload)
+    with pytest.raises(
+        TorchCheckpointError, match=rf"refusing to load the global {module}\.{name}"
+    ):
+        load_torch_checkpoint(path)
+    assert not sentinel.exists()
+
+
+def test_extension_codes_go_through_the_allowlist(tmp_path):
+    # EXT1 resolves through copyreg's registry, then find_class: a registered code that
+    # names os.system is refused like the name itself.
+    import copyreg
+
+    copyreg.add_extension("os", "system", 0xF2)
+    try:
+        sentinel = tmp_path / "sentinel"
+        payload = b"\x80\x02\x82\xf2(" + pickle.dumps(f"touch {sentinel}", 2)[2:-1] + b"tR."
+        _zip_checkpoint(tmp_path / "ext.pth", payload)
+        with pytest.raises(TorchCheckpointError, match=r"refusing to load the global os\.system"):
+            load_torch_checkpoint(tmp_path / "ext.pth")
+    finally:
+        copyreg.remove_extension("os", "system", 0xF2)
+    assert not sentinel.exists()
+
+
+def test_build_cannot_change_the_reader_for_later_loads(tmp_path):
+    # Found by fuzzing: BUILD with a slot state on the class that stood in for torch.Tensor
+    # set an attribute on the module's own class (it outlived the load), and a function's
+    # __defaults__ could be set the same way. Each load now has its own stand-ins.
+    import gen_jax.models.features.torch_weights as tw
+
+    cases = {
+        "tensor": b"\x80\x02ctorch\nTensor\nN}X\x03\x00\x00\x00pwnK\x01s\x86b.",
+        "function": b"\x80\x02ctorch._utils\n_rebuild_parameter\n"
+        b"N}X\x0c\x00\x00\x00__defaults__K\x07\x85s\x86b.",
+    }
+    for label, payload in cases.items():
+        path = tmp_path / f"{label}.pth"
+        _zip_checkpoint(path, payload)
+        with pytest.raises(TorchCheckpointError, match=re.escape(str(path))):
+            load_torch_checkpoint(path)
+    assert not hasattr(tw._TensorType, "pwn")
+    assert tw._rebuild_parameter.__defaults__ == (None,)
+    _assert_matches_fixture(load_torch_state_dict(DATA / "torch_checkpoint.pth"))
+
+
+def test_tensor_subclass_check_names_the_file(tmp_path):
+    # _rebuild_from_type_v2 with a type that is not torch.Tensor: the error names the path.
+    payload = b"\x80\x02ctorch._tensor\n_rebuild_from_type_v2\n(ctorch\nSize\nK\x01)NtR."
+    path = tmp_path / "subclass.pth"
+    _zip_checkpoint(path, payload)
+    with pytest.raises(TorchCheckpointError, match=re.escape(f"{path}: expected a torch.Tensor")):
+        load_torch_checkpoint(path)
+
+
+def test_expanded_tensor_of_a_damaged_size_is_refused(tmp_path):
+    # Found by fuzzing: a zero stride lets a 1-element storage back any size, and copying
+    # 2**40 floats raised MemoryError (2**62: OverflowError deep in numpy).
+    for n in (2**40, 2**62):
+        payload = (
+            "ctorch._utils\n_rebuild_tensor_v2\n((S'storage'\nctorch\nFloatStorage\nS'0'\n"
+            f"S'cpu'\nI1\ntQI0\n(I{n}\nt(I0\ntI00\nNtR."
+        )
+        path = tmp_path / "expand.pth"
+        _zip_checkpoint(path, payload.encode(), {"0": np.zeros(1, "<f4").tobytes()})
+        with pytest.raises(TorchCheckpointError, match=re.escape(str(path))) as info:
+            load_torch_checkpoint(path)
+        assert "refusing to copy it" in str(info.value)
+    # A modest expansion (what torch.save writes for x.expand(...)) still loads.
+    payload = (
+        "ctorch._utils\n_rebuild_tensor_v2\n((S'storage'\nctorch\nFloatStorage\nS'0'\n"
+        "S'cpu'\nI1\ntQI0\n(I3\nI4\nt(I0\nI0\ntI00\nNtR."
+    )
+    _zip_checkpoint(path, payload.encode(), {"0": np.full(1, 2.5, "<f4").tobytes()})
+    np.testing.assert_array_equal(load_torch_checkpoint(path), np.full((3, 4), 2.5, np.float32))
+
+
+def _legacy(tensor_pickle: str, key: str, numel: int, storage: bytes) -> bytes:
+    head = b"".join(pickle.dumps(v, protocol=2) for v in (0x1950A86A20F9469CFC6C, 1001, {}))
+    keys = pickle.dumps([key], protocol=2)
+    count = struct.pack("<q", numel) if numel < 2**63 else b"\xff" * 8
+    return head + (tensor_pickle + ".").encode() + keys + count + storage
+
+
+def test_legacy_storage_of_a_damaged_size_is_refused(tmp_path):
+    # Found by fuzzing: a declared numel past 2**63 bytes made BytesIO.read raise
+    # OverflowError; any size past the file's end is now refused before reading.
+    for numel in (2**62, 2**70, 1000):
+        path = tmp_path / "legacy.pth"
+        path.write_bytes(_legacy(_tensor_pickle("FloatStorage", 0, numel), "0", numel, b"\0" * 8))
+        with pytest.raises(TorchCheckpointError, match=re.escape(str(path))):
+            load_torch_checkpoint(path)
+
+
+def test_legacy_file_whose_bytes_end_like_a_zip_is_read_as_legacy(tmp_path):
+    # A storage that ends with a zip end-of-directory record: zipfile.is_zipfile says yes,
+    # but a file starting with a pickle (byte 80) is a legacy checkpoint.
+    eocd = b"PK\x05\x06" + bytes(18)
+    path = tmp_path / "looks_zip.pth"
+    path.write_bytes(_legacy(_tensor_pickle("ByteStorage", 0, len(eocd)), "0", len(eocd), eocd))
+    assert zipfile.is_zipfile(path)
+    np.testing.assert_array_equal(load_torch_checkpoint(path), np.frombuffer(eocd, np.uint8))
+    with pytest.raises(TorchCheckpointError, match="expected a state dict"):  # not an .npz
+        load_weight_file(path)
+
+
+def test_damaged_zip_directory_and_npz_members_are_checkpoint_errors(tmp_path):
+    # Found by fuzzing load_weight_file: a member name that is not UTF-8 (UnicodeDecodeError
+    # from zipfile), a damaged deflate stream in a compressed .npz (zlib.error), and a
+    # header declaring more than memory holds (MemoryError), all raised raw.
+    named = tmp_path / "name.pth"
+    with zipfile.ZipFile(named, "w") as z:
+        z.writestr("archive/\u00e9.npy", b"x")  # UTF-8 flag set, name bytes c3 a9
+    named.write_bytes(named.read_bytes().replace(b"\xc3\xa9", b"\xc3\x28"))
+    deflated = tmp_path / "deflated.npz"
+    np.savez_compressed(deflated, w=np.arange(1000.0))
+    data = bytearray(deflated.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    deflated.write_bytes(bytes(data))
+    huge = tmp_path / "huge.npz"
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (2**40,)}
+    )
+    with zipfile.ZipFile(huge, "w") as z:
+        z.writestr("w.npy", header.getvalue() + bytes(8))
+    for path in (named, deflated, huge):
+        with pytest.raises(TorchCheckpointError, match=re.escape(str(path))):
+            load_weight_file(path)
+
+
+def test_storage_reference_in_a_legacy_header_names_the_file(tmp_path):
+    # Found by fuzzing: a damaged length let the sys-info header pickle run into a storage
+    # reference, and that error alone did not name the file.
+    pid = b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQ."
+    path = tmp_path / "header.pth"
+    head = b"".join(pickle.dumps(v, protocol=2) for v in (0x1950A86A20F9469CFC6C, 1001))
+    path.write_bytes(head + b"\x80\x02" + pid)
+    with pytest.raises(TorchCheckpointError, match=re.escape(f"{path}: unexpected storage")):
         load_torch_checkpoint(path)
