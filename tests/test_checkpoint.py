@@ -1,7 +1,9 @@
 """Checkpoints: exact round trips, bit-identical resumption, and survival of failed runs."""
 
+import errno
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -9,8 +11,9 @@ import numpy as np
 import optax
 import pytest
 
+from gen_jax import checkpoint as checkpoint_module
 from gen_jax import losses
-from gen_jax.checkpoint import Checkpointer
+from gen_jax.checkpoint import MANIFEST, Checkpointer, CheckpointError, state_nbytes
 from gen_jax.data import epoch_batch_indices
 from gen_jax.models.dcgan import TinyDCGANDiscriminator, TinyDCGANGenerator
 from gen_jax.models.mlp_gan import TinyMLPDiscriminator, TinyMLPGenerator
@@ -265,3 +268,176 @@ def test_failure_in_on_sample_keeps_the_last_good_checkpoint(tmp_path):
     restored = ckpt2.restore(_mlp_state(seed=9))
     assert int(restored.step) == 2
     ckpt2.close()
+
+
+# --- Damaged checkpoints: named, passed over for the newest intact one, set aside. -----------
+
+
+def _two_checkpoints(tmp_path):
+    state = _mlp_state()
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    ckpt.save(1, state.replace(step=jnp.int32(1)))
+    ckpt.save(2, state.replace(step=jnp.int32(2)))
+    return state, ckpt
+
+
+def _largest_array_file(step_dir):
+    files = [p for p in step_dir.rglob("*") if p.is_file() and "/d/" in str(p)]
+    return max(files, key=lambda p: p.stat().st_size)
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def _empty(path):
+    path.write_bytes(b"")
+
+
+@pytest.mark.parametrize(
+    "damage, where",
+    [
+        (_truncate, "array"),
+        (_flip_a_byte, "array"),
+        (_empty, "_METADATA"),
+    ],
+    ids=["truncated array file", "one flipped byte", "emptied _METADATA"],
+)
+def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_restored(
+    tmp_path, damage, where
+):
+    state, ckpt = _two_checkpoints(tmp_path)
+    step2 = tmp_path / "ckpt" / "2"
+    target = _largest_array_file(step2) if where == "array" else step2 / "default" / "_METADATA"
+    damage(target)
+    with pytest.warns(UserWarning, match=r"ckpt/2 is damaged: .* Resuming from checkpoint 1"):
+        restored = Checkpointer(tmp_path / "ckpt").restore(_mlp_state(seed=5))
+    assert int(restored.step) == 1
+    _assert_states_equal(restored, state.replace(step=jnp.int32(1)))
+    # The damaged one is kept aside, and the resumed run can write step 2 again.
+    assert (tmp_path / "ckpt" / "2.damaged").is_dir() and not step2.exists()
+    again = Checkpointer(tmp_path / "ckpt")
+    again.save(2, state.replace(step=jnp.int32(2)))
+    assert again.latest_step() == 2 and int(again.restore(state).step) == 2
+    ckpt.close()
+    again.close()
+
+
+def test_asking_for_a_damaged_checkpoint_names_it(tmp_path):
+    state, ckpt = _two_checkpoints(tmp_path)
+    _flip_a_byte(_largest_array_file(tmp_path / "ckpt" / "1"))
+    with pytest.raises(CheckpointError, match=r"ckpt/1 is damaged: .* checksum"):
+        ckpt.restore(state, step=1)
+    assert int(ckpt.restore(state).step) == 2  # The newest is fine.
+    ckpt.close()
+
+
+def test_no_usable_checkpoint_names_each(tmp_path):
+    state, ckpt = _two_checkpoints(tmp_path)
+    for step in ("1", "2"):
+        _truncate(_largest_array_file(tmp_path / "ckpt" / step))
+    with pytest.raises(CheckpointError, match=r"no usable checkpoint: .*ckpt/2 .*ckpt/1"):
+        Checkpointer(tmp_path / "ckpt").restore(state)
+    ckpt.close()
+
+
+def test_a_checkpoint_without_a_manifest_still_restores(tmp_path):
+    # Written before manifests existed, or the run died between orbax's rename and the
+    # manifest: the files are complete.
+    state, ckpt = _two_checkpoints(tmp_path)
+    (tmp_path / "ckpt" / "2" / MANIFEST).unlink()
+    assert ckpt.verify(2) is None
+    assert int(Checkpointer(tmp_path / "ckpt").restore(state).step) == 2
+    ckpt.close()
+
+
+def test_an_intact_checkpoint_of_another_model_is_refused_not_passed_over(tmp_path):
+    _, ckpt = _two_checkpoints(tmp_path)
+    with pytest.raises(CheckpointError, match="different model or config"):
+        Checkpointer(tmp_path / "ckpt").restore(_mlp_state(hidden=(16, 16)))
+    assert (tmp_path / "ckpt" / "2").is_dir()  # Nothing set aside.
+    ckpt.close()
+
+
+def test_a_failed_save_names_the_intact_previous_checkpoint(tmp_path, monkeypatch):
+    state, ckpt = _two_checkpoints(tmp_path)
+    orbax_save = ckpt._manager.save
+
+    def full_disk(step, *args, **kwargs):
+        (tmp_path / "ckpt" / f"{step}.orbax-checkpoint-tmp-0").mkdir()  # A partial write.
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt._manager, "save", full_disk)
+    with pytest.raises(OSError, match=r"saving checkpoint 3 .* failed .*; checkpoint 2 is intact"):
+        ckpt.save(3, state.replace(step=jnp.int32(3)))
+    monkeypatch.setattr(ckpt._manager, "save", orbax_save)
+    assert int(Checkpointer(tmp_path / "ckpt").restore(state).step) == 2
+    ckpt.close()
+
+
+def test_too_little_space_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    state = _mlp_state()
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    need = state_nbytes(state)
+    monkeypatch.setattr(
+        checkpoint_module.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, need)
+    )
+    with pytest.raises(OSError, match=r"ckpt has 0.0 MiB free; the checkpoints .* need about"):
+        ckpt.check_space(state)
+    monkeypatch.undo()
+    ckpt.check_space(state)
+    assert ckpt.all_steps() == []
+    ckpt.close()
+
+
+def test_divergence_names_the_last_checkpoint_or_says_there_is_none(tmp_path):
+    with pytest.raises(FloatingPointError, match=r"step 6.*the last checkpoint, step 4, is kept"):
+        _fit(
+            _mlp_state(),
+            _data(nan_from=4),
+            tmp_path / "a",
+            Checkpointer(tmp_path / "a/c"),
+            total_steps=8,
+        )
+    with pytest.raises(FloatingPointError, match=r"step 2.*no checkpoint was written before it"):
+        _fit(
+            _mlp_state(),
+            _data(nan_from=0),
+            tmp_path / "b",
+            Checkpointer(tmp_path / "b/c"),
+            total_steps=8,
+        )
+
+
+def test_non_finite_parameters_stop_the_run_even_when_the_metrics_are_finite(tmp_path):
+    def chunk_for(k):
+        def chunk(state, data):
+            g = state["g"]
+            poisoned = jax.tree.map(lambda x: x.at[..., 0].set(jnp.inf), g.params)
+            state = state.replace(
+                step=state.step + k, players={**state.players, "g": g.replace(params=poisoned)}
+            )
+            return state, {"g/loss": jnp.ones(k)}
+
+        return chunk
+
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    with pytest.raises(FloatingPointError, match=r"non-finite parameters .* at step 2: .*'g'"):
+        fit(
+            _mlp_state(),
+            chunk_for,
+            None,
+            total_steps=4,
+            chunk_steps=2,
+            workdir=str(tmp_path),
+            checkpointer=ckpt,
+            checkpoint_every=2,
+        )
+    assert ckpt.latest_step() is None  # The poisoned state was never saved.
+    ckpt.close()

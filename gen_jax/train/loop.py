@@ -23,11 +23,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any, Self
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -72,6 +75,13 @@ class RunLog:
       desc: the progress bar's label.
       unit: the bar's unit ("step", "it").
       shown: metric names shown beside the bar when present.
+      tensorboard: also write every metric as a TensorBoard scalar, to event files in
+        ``workdir/tensorboard`` (through tensorboardX, which needs no TensorFlow:
+        ``pip install 'gen_jax[tensorboard]'``); a resumed run's writer purges the events
+        past `start`, as the log drops its lines. metrics.jsonl stays the primary record.
+
+    Raises:
+      ImportError: `tensorboard` without tensorboardX installed, saying how to install it.
     """
 
     def __init__(
@@ -83,7 +93,9 @@ class RunLog:
         *,
         unit: str = "step",
         shown: tuple[str, ...] = ("d/loss", "g/loss", "train/loss", "loss/total"),
+        tensorboard: bool = False,
     ):
+        self._events = _event_writer(workdir, start) if tensorboard else None
         self.path = os.path.join(workdir, "metrics.jsonl")
         rows = [r for r in viz.read_metrics(self.path) if r["step"] <= start]
         tmp = self.path + ".tmp"
@@ -105,23 +117,29 @@ class RunLog:
         row = {"step": int(step), "time": time.time(), **metrics}
         bad = {n: v for n, v in row.items() if not math.isfinite(v)}
         if bad:
-            raise FloatingPointError(
-                f"non-finite metrics at step {step}: {bad}; the last checkpoint is kept"
-            )
+            raise FloatingPointError(f"non-finite metrics at step {step}: {bad}")
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
-        self._bar.update(int(step) - self.step)
-        self.step = int(step)
+        if self._events is not None:
+            for name, value in metrics.items():
+                self._events.add_scalar(name, value, int(step), walltime=row["time"])
+            self._events.flush()
         postfix = {n: f"{row[n]:.4g}" for n in self.shown if n in row}
         if "steps_per_s" in row:
             postfix["it/s"] = f"{row['steps_per_s']:.1f}"
+        # The postfix first, so the bar's redraw on update shows this chunk's numbers.
         self._bar.set_postfix(postfix, refresh=False)
+        self._bar.update(int(step) - self.step)
+        self.step = int(step)
         self.rows.append(row)
         return row
 
     def close(self) -> float:
-        """Closes the bar; returns the seconds since the log opened."""
+        """Closes the bar (and the event file); returns the seconds since the log opened."""
         self._bar.close()
+        if self._events is not None:
+            self._events.close()
+            self._events = None
         return time.perf_counter() - self.t0
 
     def steady_rate(self) -> float | None:
@@ -135,7 +153,53 @@ class RunLog:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._bar.close()
+        self.close()
+
+
+def _event_writer(workdir: str, start: int):
+    """A tensorboardX writer on ``workdir/tensorboard``, purging events past `start`."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError as e:
+        raise ImportError(
+            "--tensorboard needs tensorboardX (no TensorFlow): pip install 'gen_jax[tensorboard]'"
+        ) from e
+    # purge_step: TensorBoard hides what an earlier session logged at steps > start.
+    return SummaryWriter(
+        os.path.join(workdir, "tensorboard"), purge_step=start + 1 if start else None
+    )
+
+
+@jax.jit
+def _finite_leaves(state: Any) -> list[jax.Array]:
+    """Whether each floating leaf of `state` is finite everywhere (False for any NaN/inf)."""
+    return [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(state)
+        if jnp.issubdtype(jnp.result_type(x), jnp.floating)
+    ]
+
+
+def _check_finite_state(state: Any, finite: list, step: int) -> None:
+    """Raises FloatingPointError naming the state's leaves that hold NaN or inf."""
+    if all(finite):
+        return
+    paths = [
+        jax.tree_util.keystr(path)
+        for path, x in jax.tree_util.tree_leaves_with_path(state)
+        if jnp.issubdtype(jnp.result_type(x), jnp.floating)
+    ]
+    bad = [p for p, ok in zip(paths, finite) if not ok]
+    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    raise FloatingPointError(f"non-finite parameters or statistics at step {step}: {shown}")
+
+
+def _kept(checkpointer: Checkpointer | None) -> str:
+    """What a stopped run leaves to resume from, for its error message."""
+    last = checkpointer.latest_step() if checkpointer else None
+    if last is None:
+        return "no checkpoint was written before it"
+    return f"the last checkpoint, step {last}, is kept ({checkpointer.step_dir(last)})"
 
 
 def fit(
@@ -151,6 +215,7 @@ def fit(
     sample_every: int = 0,
     on_sample: Callable[[Any, int], None] | None = None,
     desc: str = "train",
+    tensorboard: bool = False,
 ) -> Any:
     """Runs `state` to `total_steps` in chunks, logging, sampling and checkpointing between them.
 
@@ -164,22 +229,29 @@ def fit(
       checkpointer, checkpoint_every: save whenever the step crosses a multiple, and at the end.
       sample_every, on_sample: call `on_sample(state, step)` likewise, and at the end.
       desc: progress bar label.
+      tensorboard: also write the metrics as TensorBoard events (see `RunLog`).
 
     Raises:
-      FloatingPointError: when a chunk's metrics are not finite; the state is not saved, so
-        the last good checkpoint stays the newest.
+      FloatingPointError: when a chunk's metrics or the state's parameters are not finite,
+        naming the step and the metrics or leaves; the state is not saved, so the last good
+        checkpoint (named in the message) stays the newest.
     """
     step = int(state.step)
-    with RunLog(workdir, step, total_steps, desc) as log:
+    with RunLog(workdir, step, total_steps, desc, tensorboard=tensorboard) as log:
         while step < total_steps:
             k = min(chunk_steps, total_steps - step)
             t0 = time.perf_counter()
             state, metrics = chunk_for(k)(state, data)
-            metrics = jax.device_get(metrics)  # One host fetch per chunk.
+            # One host fetch per chunk: the metrics and which leaves of the state are finite.
+            metrics, finite = jax.device_get((metrics, _finite_leaves(state)))
             seconds = time.perf_counter() - t0
             prev, step = step, step + k
             means = {name: float(np.mean(v)) for name, v in metrics.items()}
-            log.log(step, {"steps_per_s": k / seconds, **means})
+            try:
+                log.log(step, {"steps_per_s": k / seconds, **means})
+                _check_finite_state(state, finite, step)
+            except FloatingPointError as e:
+                raise FloatingPointError(f"{e}; {_kept(checkpointer)}") from None
             done = step >= total_steps
             if on_sample and (done or _crossed(prev, step, sample_every)):
                 on_sample(state, step)
@@ -227,12 +299,23 @@ def run_training(
     n_dev = mesh.shape[parallel.DATA_AXIS]
     if config.batch_size % n_dev:
         raise ValueError(f"batch_size={config.batch_size} must be divisible by the {n_dev} devices")
-    prepare_workdir(workdir, config)
+    parallel.on_primary(lambda: prepare_workdir(workdir, config), "prepare_workdir")
+    # Every process runs this same host code, so all of them compile and run the same
+    # programs (on_sample and evaluate may run some over the global state); process 0
+    # writes the run's files, the others the same files into a scratch folder of their
+    # own, removed at the end. Checkpoints are saved and restored by all (orbax).
+    out = workdir
+    if not parallel.is_primary():
+        out = tempfile.mkdtemp(prefix=f"gen_jax_process{jax.process_index()}_")
+        if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+            shutil.copy(os.path.join(workdir, "metrics.jsonl"), out)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     state = init_state()
+    checkpointer.check_space(state)  # A full disk fails here, not at the first save.
     if checkpointer.latest_step() is not None:
         state = checkpointer.restore(state)
-        tqdm.write(f"resuming {workdir} from step {int(state.step)}")
+        if parallel.is_primary():
+            tqdm.write(f"resuming {workdir} from step {int(state.step)}")
     state = parallel.replicate(state, mesh)
     data = parallel.replicate(data, mesh)
     chunks: dict[int, ChunkFn] = {}
@@ -251,22 +334,24 @@ def run_training(
         data,
         total_steps=config.steps,
         chunk_steps=config.chunk_steps,
-        workdir=workdir,
+        workdir=out,
         checkpointer=checkpointer,
         checkpoint_every=config.checkpoint_every,
         sample_every=config.sample_every if sample_every is None else sample_every,
-        on_sample=(lambda s, step: on_sample(s, step, workdir)) if on_sample else None,
+        on_sample=(lambda s, step: on_sample(s, step, out)) if on_sample else None,
         desc=desc or os.path.basename(os.path.normpath(workdir)),
+        tensorboard=getattr(config, "tensorboard", False),
     )
     seconds = time.perf_counter() - t0
     checkpointer.close()
-    rows = viz.read_metrics(os.path.join(workdir, "metrics.jsonl"))
-    viz.save_curves(rows, os.path.join(workdir, "curves.png"))
+    rows = viz.read_metrics(os.path.join(out, "metrics.jsonl"))
+    viz.save_curves(rows, os.path.join(out, "curves.png"))
     results = {
         "steps": int(state.step),
         "steps_this_session": int(state.step) - start_step,
         "seconds_this_session": seconds,
         "device": device_description(),
+        "processes": jax.process_count(),
     }
     if rows:
         results["final_metrics"] = {k: v for k, v in rows[-1].items() if "/" in k}
@@ -278,8 +363,10 @@ def run_training(
         done = np.diff([0] + [r["step"] for r in rows])
         results["train_seconds"] = float(sum(k / r["steps_per_s"] for k, r in zip(done, rows)))
     if evaluate:
-        results |= evaluate(state, workdir)
-    write_json_atomic(os.path.join(workdir, "results.json"), results)
+        results |= evaluate(state, out)
+    write_json_atomic(os.path.join(out, "results.json"), results)
+    if out != workdir:
+        shutil.rmtree(out, ignore_errors=True)
     return results
 
 

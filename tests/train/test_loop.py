@@ -77,3 +77,53 @@ def test_run_synthesis_continues_from_the_saved_image_and_refuses_fewer_steps(tm
     assert [r["step"] for r in _rows(tmp_path / "metrics.jsonl")] == [1, 2, 3, 4, 5, 6]
     with pytest.raises(ValueError, match="--steps >= 4"):
         run_synthesis(Config(3), str(tmp_path), synthesize, desc="t")
+
+
+def _read_scalars(folder):
+    """{tag: [(step, value)]} from TensorBoard event files, read with tensorboardX's protos.
+
+    An event file is TFRecord: per record a little-endian uint64 length, its masked CRC32C,
+    the serialized `Event`, and the data's masked CRC32C (not checked here).
+    """
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        at = 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at : at + 8])
+            event = event_pb2.Event.FromString(data[at + 12 : at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                out.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return out
+
+
+def test_tensorboard_events_carry_every_logged_metric(tmp_path):
+    pytest.importorskip("tensorboardX")
+    with RunLog(str(tmp_path), 0, 4, "t", tensorboard=True) as log:
+        log.log(2, {"d/loss": 1.5, "g/loss": 0.25})
+        log.log(4, {"d/loss": 1.0, "g/loss": 0.5})
+    scalars = _read_scalars(tmp_path / "tensorboard")
+    assert scalars["d/loss"] == [(2, 1.5), (4, 1.0)]
+    assert scalars["g/loss"] == [(2, 0.25), (4, 0.5)]
+    rows = _rows(tmp_path / "metrics.jsonl")
+    assert [r["d/loss"] for r in rows] == [1.5, 1.0]  # metrics.jsonl stays the record.
+
+
+def test_tensorboard_experiment_option(tmp_path):
+    pytest.importorskip("tensorboardX")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from experiments import gan_mixture
+
+    gan_mixture.main(["--workdir", str(tmp_path), "--smoke", "--tensorboard", "true"])
+    scalars = _read_scalars(tmp_path / "tensorboard")
+    steps = [r["step"] for r in _rows(tmp_path / "metrics.jsonl")]
+    assert [s for s, _ in scalars["d/loss"]] == steps
+    assert {"d/r1", "g/loss", "steps_per_s"} <= set(scalars)
